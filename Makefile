@@ -1,0 +1,33 @@
+# pcseg developer commands.
+#   make setup   create .venv and install the CPU stack (once; redone when pyproject.toml changes)
+#   make test    setup + the test suite
+#   make demo    setup + the synthetic end-to-end pipeline on CPU
+# GPU users pick their builds, e.g.:
+#   make setup TORCH_SPEC="torch==2.4.1 --index-url https://download.pytorch.org/whl/cu121" EXTRAS=cu121,test
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= cpu,test
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma := ,
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m pcseg.demo --out runs/demo
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,1 @@
+"""Data: benchmark class tables, raw ScanNet reading, caches, transforms and collation."""
