@@ -1,0 +1,45 @@
+"""Shared fixtures: small synthetic releases and their caches, built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def small_release(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
+    """Six small synthetic scenes in the ScanNet release layout."""
+    from pcseg.data.synthetic import write_release
+
+    raw = tmp_path_factory.mktemp("raw")
+    splits = write_release(raw, num_scenes=6, seed=3, size="small")
+    return raw, splits
+
+
+@pytest.fixture(scope="session")
+def small_caches(small_release, tmp_path_factory) -> Path:
+    """The small synthetic release converted to caches (with manifest)."""
+    from pcseg.data.prep import main
+
+    raw, _ = small_release
+    out = tmp_path_factory.mktemp("caches")
+    assert main(["--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def tiny_overrides(root: Path, out_dir: Path, **extra: object) -> list[str]:
+    """Overrides for a seconds-long CPU training run on the small caches."""
+    base = {
+        "data.root": root, "out_dir": out_dir, "data.num_workers": 0, "data.grid_size": 0.1,
+        "data.point_max": 4000, "model.preset": "tiny", "train.epochs": 2, "train.batch_size": 2,
+        "train.eval_every": 1, "train.log_every": 1, "train.progress": False, "wandb.mode": "disabled",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
