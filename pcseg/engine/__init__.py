@@ -1,0 +1,1 @@
+"""Engine: configuration, trainer, checkpoints, logging, distributed helpers."""

@@ -1,0 +1,205 @@
+"""Typed configuration: YAML files with ``_base_`` inheritance and dotted command-line overrides.
+
+The schema below is the single list of valid keys; OmegaConf checks every merged value
+against it, and errors are re-worded to name the file or override, the key and the
+closest valid name.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/scannet200"
+    label_set: str = "segment200"  # segment200 | segment20
+    train_split: str = "train"
+    val_split: str = "val"
+    grid_size: float = 0.02
+    point_max: int = 100000
+    # None = the standard ScanNet recipe (pcseg.data.transforms.default_*_transforms)
+    train_transforms: Optional[List[Dict[str, Any]]] = None
+    val_transforms: Optional[List[Dict[str, Any]]] = None
+    num_workers: int = 2
+    loop: int = 1  # passes over the training scenes per epoch
+
+
+@dataclass
+class ModelConfig:
+    name: str = "spunet"
+    preset: str = "minkunet34c"
+    in_channels: int = 9
+    channels: Optional[List[int]] = None
+    layers: Optional[List[int]] = None
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.05
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedConfig:
+    name: str = "onecycle"  # onecycle | cosine | constant
+    pct_start: float = 0.05
+    div_factor: float = 10.0
+    final_div_factor: float = 1000.0
+    warmup_epochs: float = 0.0  # cosine only
+    min_lr_ratio: float = 0.0  # cosine only
+
+
+@dataclass
+class LossConfig:
+    ignore_index: int = -1
+    class_weights: str = "none"  # none | inverse_sqrt | inverse_log (from the manifest histogram)
+    lovasz_weight: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 800
+    max_steps: Optional[int] = None  # stop early; the schedule still follows `epochs`
+    batch_size: int = 12  # total over all processes
+    val_batch_size: int = 1
+    eval_every: int = 1  # epochs between validations (0 = never)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    amp: str = "none"  # none | fp16 | bf16 (CUDA only)
+    grad_clip: Optional[float] = None
+    device: str = "auto"  # auto | cpu | cuda
+    progress: bool = True
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # online | offline | disabled
+    project: str = "pcseg"
+    name: Optional[str] = None
+    entity: Optional[str] = None
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    out_dir: str = "runs/default"
+    resume: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+CHOICES = {
+    "data.label_set": ("segment200", "segment20"),
+    "optim.name": ("sgd", "adamw"),
+    "sched.name": ("onecycle", "cosine", "constant"),
+    "loss.class_weights": ("none", "inverse_sqrt", "inverse_log"),
+    "train.amp": ("none", "fp16", "bf16"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "wandb.mode": ("online", "offline", "disabled"),
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says where and how to fix it."""
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            try:
+                child = node._get_node(k)
+            except Exception:
+                continue
+            if isinstance(child, DictConfig) and child._metadata.object_type is not dict:
+                keys.extend(_all_keys(child, full + "."))
+    return keys
+
+
+def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or "?"
+    msg = str(exc).split("\n")[0]
+    if not isinstance(exc, ConfigKeyError):
+        return ConfigError(f"{source}: invalid value for config key '{key}': {msg}")
+    valid = _all_keys(OmegaConf.structured(Config))
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    if not close:
+        leaf = str(key).split(".")[-1]
+        close = [k for k in valid if k.split(".")[-1] == leaf][:1] or difflib.get_close_matches(
+            leaf, [k.split(".")[-1] for k in valid], n=1)
+    hint = f"; closest valid name: '{close[0]}'" if close else ""
+    return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML file merged over its ``_base_`` file(s) (paths relative to the file)."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ cycle through {' -> '.join(map(str, seen))}")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged: dict = {}
+    for base in bases:
+        merged = _deep_merge(merged, _load_yaml(path.parent / base, seen + (path,)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, validated at every step."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(_load_yaml(Path(path))))
+        except OmegaConfBaseException as exc:
+            raise _explain(exc, str(path)) from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=10)")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as exc:
+            raise _explain(exc, f"override '{item}'") from None
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' is {value!r}; expected one of {list(allowed)}")
+    return cfg
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    """Write the resolved config (atomically) so a run can be repeated from its folder."""
+    from pcseg.utils.atomic import atomic_write_text
+
+    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))

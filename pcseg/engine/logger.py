@@ -1,0 +1,76 @@
+"""Run logging: console + ``train.log``, ``metrics.jsonl`` and wandb, all from rank 0 only."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def get_logger(out_dir: Path | None = None, is_main: bool = True, name: str = "pcseg") -> logging.Logger:
+    """A logger writing to the console and (on rank 0) to ``out_dir/train.log``."""
+    log = logging.getLogger(name)
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(fmt)
+    log.addHandler(console)
+    if out_dir is not None and is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(out_dir / "train.log")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+    return log
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+class MetricsWriter:
+    """Append-only ``metrics.jsonl`` (one object per logged step / validation) mirrored to wandb."""
+
+    def __init__(self, out_dir: Path, cfg: DictConfig, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self._wandb = None
+        if not enabled:
+            return
+        mode = cfg.wandb.mode
+        if mode != "disabled":
+            try:
+                import wandb
+
+                self._wandb = wandb.init(
+                    project=cfg.wandb.project, entity=cfg.wandb.entity, name=cfg.wandb.name or out_dir.name,
+                    mode=mode, dir=str(out_dir), config=OmegaConf.to_container(cfg, resolve=True),
+                    resume="allow", reinit="finish_previous")
+            except Exception as exc:  # logging must never kill a training run
+                logging.getLogger("pcseg").warning("wandb disabled (%s); metrics still go to %s", exc, self.path)
+                self._wandb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        if self._wandb is not None:
+            kind = record.get("type", "train")
+            data = {f"{kind}/{k}": v for k, v in record.items()
+                    if isinstance(v, (int, float)) and k not in ("step", "type")}
+            self._wandb.log(data, step=int(record.get("step", 0)))
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None

@@ -1,0 +1,308 @@
+"""The training loop: one code path for CPU, one GPU and DDP over N processes.
+
+State that must survive an interruption (model, optimizer, schedule, AMP scaler, step,
+RNGs) goes into ``last.pth`` atomically; the data order of an epoch is a function of
+(seed, epoch), so a resumed run continues exactly where the interrupted one stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import BatchSampler, DataLoader
+from tqdm import tqdm
+
+from pcseg.data.classes import table as class_table
+from pcseg.data.collate import collate
+from pcseg.data.dataset import SceneCacheDataset
+from pcseg.data.sampler import ResumableSampler
+from pcseg.data.transforms import build_transforms, default_train_transforms, default_val_transforms
+from pcseg.engine import distributed as D
+from pcseg.engine.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from pcseg.engine.config import save_config
+from pcseg.engine.logger import MetricsWriter, get_logger
+from pcseg.engine.optim import build_optimizer, build_scheduler
+from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
+from pcseg.models import build_model
+from pcseg.models.losses import SegLoss, class_weights_from_histogram
+from pcseg.models.spconv_compat import set_conv_algo
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is left untouched."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but CUDA is not available (use train.device=cpu or auto)")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def build_model_from_cfg(cfg: DictConfig) -> torch.nn.Module:
+    m = cfg.model
+    overrides: dict[str, Any] = {}
+    if m.channels is not None:
+        overrides["channels"] = tuple(m.channels)
+    if m.layers is not None:
+        overrides["layers"] = tuple(m.layers)
+    num_classes = class_table(cfg.data.label_set).num_classes
+    return build_model(m.name, num_classes=num_classes, in_channels=m.in_channels, preset=m.preset, **overrides)
+
+
+def read_manifest(root: Path) -> dict | None:
+    path = root / "manifest.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDataset | None]:
+    d = cfg.data
+    root = Path(d.root)
+    train_tf = default_train_transforms(d.grid_size, d.point_max) if d.train_transforms is None \
+        else OmegaConf.to_container(d.train_transforms)
+    val_tf = default_val_transforms(d.grid_size) if d.val_transforms is None \
+        else OmegaConf.to_container(d.val_transforms)
+    train = SceneCacheDataset(root, d.train_split, label_set=d.label_set, transforms=build_transforms(list(train_tf)),
+                              seed=cfg.seed, loop=d.loop)
+    val = None
+    if cfg.train.eval_every > 0:
+        val = SceneCacheDataset(root, d.val_split, label_set=d.label_set, transforms=build_transforms(list(val_tf)),
+                                seed=cfg.seed)
+    return train, val
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, dist: D.DistInfo | None = None) -> None:
+        self.cfg = cfg
+        self.dist = dist or D.current()
+        self.device = resolve_device(cfg.train.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.log = get_logger(self.out_dir, self.dist.is_main)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out_dir / "config.yaml")
+        torch.manual_seed(cfg.seed + self.dist.rank)
+        np.random.seed((cfg.seed + self.dist.rank) % 2**32)
+
+        t = cfg.train
+        if t.batch_size % self.dist.world_size:
+            raise ValueError(f"train.batch_size={t.batch_size} must be divisible by the number of processes "
+                             f"({self.dist.world_size})")
+        self.batch_per_rank = t.batch_size // self.dist.world_size
+        self.table = class_table(cfg.data.label_set)
+        self.train_set, self.val_set = build_datasets(cfg)
+        self.sampler = ResumableSampler(len(self.train_set), shuffle=True, seed=cfg.seed, rank=self.dist.rank,
+                                        world_size=self.dist.world_size)
+        self.steps_per_epoch = len(self.sampler) // self.batch_per_rank
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.train_set)} training scenes give no full batch of {self.batch_per_rank} per "
+                             f"process: lower train.batch_size or add scenes")
+        self.total_steps = self.steps_per_epoch * t.epochs
+
+        self.model = build_model_from_cfg(cfg).to(self.device)
+        set_conv_algo(self.model, self.device)
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=False)
+        self.optimizer = build_optimizer(cfg, self.model.parameters())
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp]
+        if self.device.type != "cuda":
+            self.amp_dtype = None  # AMP is a CUDA feature here; CPU runs in fp32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        self.manifest = read_manifest(Path(cfg.data.root))
+        self.criterion = SegLoss(cfg.loss.ignore_index, self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
+        self.step = 0
+        self.best_miou = -1.0
+        self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
+        if cfg.resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _class_weights(self) -> torch.Tensor | None:
+        kind = self.cfg.loss.class_weights
+        if kind == "none":
+            return None
+        if self.manifest is None:
+            raise FileNotFoundError(
+                f"loss.class_weights={kind} needs the class histogram in {Path(self.cfg.data.root) / 'manifest.json'}; "
+                "it is written by python data_prep/scannet200.py")
+        counts = self.manifest["class_histogram"][self.cfg.data.label_set]["counts"]
+        return class_weights_from_histogram(counts, kind)
+
+    def _resume(self) -> None:
+        path = self.out_dir / "last.pth"
+        if not path.is_file():
+            self.log.info("resume requested but %s does not exist: starting from scratch", path)
+            return
+        ckpt = load_checkpoint(path, map_location="cpu")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.best_miou = float(ckpt.get("best_miou", -1.0))
+        rng = ckpt["rng"][self.dist.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
+        set_rng_state(rng)
+        self.log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        rng = rng_state()
+        if self.dist.enabled:
+            gathered: list[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "model": model_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "best_miou": self.best_miou,
+            "rng": rng,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "num_classes": self.table.num_classes,
+            "label_set": self.cfg.data.label_set,
+        }
+
+    def save(self, name: str = "last.pth", state: dict[str, Any] | None = None) -> None:
+        state = state if state is not None else self._checkpoint_state()
+        if self.dist.is_main:
+            save_checkpoint(self.out_dir / name, state)
+
+    def _loader(self, dataset, sampler=None, batch_sampler=None, batch_size: int = 1) -> DataLoader:
+        nw = self.cfg.data.num_workers
+        seed = self.cfg.seed
+
+        def init_fn(worker_id: int) -> None:
+            np.random.seed((seed * 7919 + worker_id + 1000 * self.dist.rank) % 2**32)
+            torch.manual_seed(seed * 7919 + worker_id + 1000 * self.dist.rank)
+
+        kw: dict[str, Any] = dict(num_workers=nw, collate_fn=collate, pin_memory=self.device.type == "cuda",
+                                  worker_init_fn=init_fn if nw > 0 else None)
+        if batch_sampler is not None:
+            return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
+        return DataLoader(dataset, sampler=sampler, batch_size=batch_size, **kw)
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        nb = self.device.type == "cuda"
+        return {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and the scalars to log. Subclasses add regularizers here."""
+        loss = self.criterion(out["logits"], batch["segment"])
+        return loss, {"loss_seg": float(loss.detach())}
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        self.train_model.train()
+        batch = self._to_device(batch)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"])
+            loss, logs = self.compute_loss(out, batch)
+        finite = torch.isfinite(loss.detach()).float()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() < 1:
+            raise TrainingDiverged(
+                f"non-finite loss ({float(loss.detach())}) at step {self.step + 1} "
+                f"(epoch {self.step // self.steps_per_epoch}); the last good checkpoint "
+                f"{self.out_dir / 'last.pth'} was left as it was. Lower optim.lr, set train.grad_clip, "
+                f"or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        logs["loss"] = float(loss.detach())
+        return logs
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``train.epochs`` (or ``train.max_steps``); returns the last validation metrics."""
+        t = self.cfg.train
+        max_steps = t.max_steps if t.max_steps is not None else self.total_steps
+        max_steps = min(max_steps, self.total_steps)
+        last_val: dict[str, Any] = {}
+        self.log.info("training %s: %d scenes, %d steps/epoch x %d epochs, batch %d (x%d processes), device %s",
+                      self.cfg.model.preset, len(self.train_set), self.steps_per_epoch, t.epochs,
+                      self.batch_per_rank, self.dist.world_size, self.device)
+        while self.step < max_steps:
+            epoch, skip = divmod(self.step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch, start=skip * self.batch_per_rank)
+            self.train_set.set_epoch(epoch)
+            loader = self._loader(self.train_set, batch_sampler=BatchSampler(self.sampler, self.batch_per_rank, True))
+            bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{t.epochs}",
+                       disable=not (self.dist.is_main and t.progress), dynamic_ncols=True, leave=False)
+            tick, ticked = time.perf_counter(), self.step
+            for batch in loader:
+                logs = self.train_step(batch)
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{lr:.2e}")
+                if self.step % t.log_every == 0 or self.step == max_steps:
+                    now = time.perf_counter()
+                    rate = (self.step - ticked) / max(now - tick, 1e-9)
+                    tick, ticked = now, self.step
+                    rec = {"type": "train", "step": self.step, "epoch": epoch, "lr": lr, "it_per_s": rate}
+                    rec.update({k: D.all_reduce_mean(v, self.device) for k, v in logs.items()})
+                    self.metrics.log(rec)
+                if self.step >= max_steps:
+                    break
+            bar.close()
+            end_of_epoch = self.step % self.steps_per_epoch == 0
+            if end_of_epoch:
+                ep = self.step // self.steps_per_epoch
+                if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
+                    last_val = self.validate(epoch=ep)
+                    if last_val["miou"] is not None and last_val["miou"] > self.best_miou:
+                        self.best_miou = last_val["miou"]
+                        state = self._checkpoint_state()
+                        self.save("best.pth", state)
+                        self.save("last.pth", state)
+                        continue
+            self.save("last.pth")
+        self.metrics.close()
+        return last_val
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, epoch: int | None = None) -> dict[str, Any]:
+        """Benchmark-protocol metrics over every vertex of the validation scenes."""
+        assert self.val_set is not None
+        self.model.eval()
+        conf = ConfusionMatrix(self.table.num_classes)
+        idx = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
+        loader = self._loader(self.val_set, sampler=idx, batch_size=self.cfg.train.val_batch_size)
+        for batch in tqdm(loader, desc="val", disable=not (self.dist.is_main and self.cfg.train.progress), leave=False):
+            batch = self._to_device(batch)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                out = self.model(batch["grid_coord"], batch["batch"], batch["feat"])
+            pred = out["logits"].argmax(1)
+            conf.update(pred[batch["inverse"]], batch["origin_segment"])
+        conf.all_reduce()
+        metrics = summarize(conf.matrix, self.table)
+        freq = None
+        if self.manifest is not None:
+            freq = np.array(self.manifest["class_histogram"][self.cfg.data.label_set]["counts"])
+        rec = {"type": "val", "step": self.step, "epoch": epoch}
+        rec.update({k: v for k, v in metrics.items() if k != "per_class"})
+        self.metrics.log(rec)
+        self.log.info("validation (epoch %s, step %d)\n%s", epoch, self.step,
+                      format_table(metrics, self.table, freq, top=20))
+        return metrics

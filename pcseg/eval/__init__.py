@@ -1,0 +1,1 @@
+"""Evaluation: benchmark-protocol metrics, test-time augmentation, submissions."""
