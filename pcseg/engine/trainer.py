@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import BatchSampler, DataLoader
 from tqdm import tqdm
 
 from pcseg.data.classes import table as class_table
-from pcseg.data.collate import collate
 from pcseg.data.dataset import SceneCacheDataset
+from pcseg.data.loader import build_loader
 from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms, default_train_transforms, default_val_transforms
 from pcseg.engine import distributed as D
@@ -32,6 +31,12 @@ from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models import build_model
 from pcseg.models.losses import SegLoss, class_weights_from_histogram
 from pcseg.models.spconv_compat import set_conv_algo
+from pcseg.nc.ceco import CenterHead, WithCenterHead
+from pcseg.nc.metrics import pairwise_cosines
+
+
+def _upper(cos: np.ndarray) -> np.ndarray:
+    return cos[np.triu_indices(len(cos), 1)]
 
 
 class TrainingDiverged(RuntimeError):
@@ -107,15 +112,31 @@ class Trainer:
             raise ValueError(f"{len(self.train_set)} training scenes give no full batch of {self.batch_per_rank} per "
                              f"process: lower train.batch_size or add scenes")
         self.total_steps = self.steps_per_epoch * t.epochs
+        nw, pin = cfg.data.num_workers, self.device.type == "cuda"
+        self.train_loader = build_loader(self.train_set, self.batch_per_rank, shuffle=True, num_workers=nw,
+                                         seed=cfg.seed, drop_last=True, pin_memory=pin, sampler=self.sampler)
+        self.val_loader = None
+        if self.val_set is not None:
+            shard = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
+            self.val_loader = build_loader(self.val_set, t.val_batch_size, shuffle=False, num_workers=nw,
+                                           seed=cfg.seed, pin_memory=pin, sampler=shard)
 
         self.model = build_model_from_cfg(cfg).to(self.device)
         set_conv_algo(self.model, self.device)
-        self.train_model: torch.nn.Module = self.model
+        self.center_head: CenterHead | None = None
+        core: torch.nn.Module = self.model
+        if cfg.ceco.enabled:
+            c = cfg.ceco
+            self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, dim=c.dim, scale=c.scale,
+                                          ignore_index=cfg.loss.ignore_index, global_centers=c.global_centers,
+                                          ema=c.ema, seed=cfg.seed).to(self.device)
+            core = WithCenterHead(self.model, self.center_head)
+        self.train_model: torch.nn.Module = core
         if self.dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False)
-        self.optimizer = build_optimizer(cfg, self.model.parameters())
+        self.optimizer = build_optimizer(cfg, core.parameters())
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp]
         if self.device.type != "cuda":
@@ -148,6 +169,10 @@ class Trainer:
             return
         ckpt = load_checkpoint(path, map_location="cpu")
         self.model.load_state_dict(ckpt["model"])
+        if self.center_head is not None:
+            if "center_head" not in ckpt:
+                raise ValueError(f"{path} was trained without CeCo but ceco.enabled=true; start a new out_dir")
+            self.center_head.load_state_dict(ckpt["center_head"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -163,7 +188,7 @@ class Trainer:
             gathered: list[Any] = [None] * self.dist.world_size
             torch.distributed.all_gather_object(gathered, rng)
             rng = gathered
-        return {
+        state: dict[str, Any] = {
             "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -176,25 +201,14 @@ class Trainer:
             "num_classes": self.table.num_classes,
             "label_set": self.cfg.data.label_set,
         }
+        if self.center_head is not None:  # kept apart: inference never needs it
+            state["center_head"] = self.center_head.state_dict()
+        return state
 
     def save(self, name: str = "last.pth", state: dict[str, Any] | None = None) -> None:
         state = state if state is not None else self._checkpoint_state()
         if self.dist.is_main:
             save_checkpoint(self.out_dir / name, state)
-
-    def _loader(self, dataset, sampler=None, batch_sampler=None, batch_size: int = 1) -> DataLoader:
-        nw = self.cfg.data.num_workers
-        seed = self.cfg.seed
-
-        def init_fn(worker_id: int) -> None:
-            np.random.seed((seed * 7919 + worker_id + 1000 * self.dist.rank) % 2**32)
-            torch.manual_seed(seed * 7919 + worker_id + 1000 * self.dist.rank)
-
-        kw: dict[str, Any] = dict(num_workers=nw, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                                  worker_init_fn=init_fn if nw > 0 else None)
-        if batch_sampler is not None:
-            return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
-        return DataLoader(dataset, sampler=sampler, batch_size=batch_size, **kw)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         nb = self.device.type == "cuda"
@@ -203,14 +217,20 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def compute_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and the scalars to log. Subclasses add regularizers here."""
-        loss = self.criterion(out["logits"], batch["segment"])
-        return loss, {"loss_seg": float(loss.detach())}
+        seg = self.criterion(out["logits"], batch["segment"])
+        logs = {"loss_seg": float(seg.detach())}
+        if "ceco_loss" not in out:
+            return seg, logs
+        logs.update(loss_center=float(out["ceco_loss"].detach()), num_present=float(out["ceco_num_present"]),
+                    center_cos_std=out["ceco_center_cos_std"])
+        return seg + self.cfg.ceco.weight * out["ceco_loss"], logs
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         self.train_model.train()
         batch = self._to_device(batch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"])
+            extra = {"segment": batch["segment"]} if self.center_head is not None else {}
+            out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], **extra)
             loss, logs = self.compute_loss(out, batch)
         finite = torch.isfinite(loss.detach()).float()
         if self.dist.enabled:
@@ -231,7 +251,23 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         logs["loss"] = float(loss.detach())
+        if self.step % self.cfg.train.log_every == 0:
+            logs.update(self._quick_nc(out["feat"].detach(), batch["segment"]))
         return logs
+
+    @torch.no_grad()
+    def _quick_nc(self, feat: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Cheap collapse numbers for the log: equiangularity (std of pairwise cosines)
+        of the classifier rows and of this batch's globally-centred class centers."""
+        from pcseg.nc.centers import class_centers
+
+        centers, present = class_centers(feat.float(), labels, self.table.num_classes)
+        m = centers[present]
+        out = {"equiangularity_classifier": float(np.nanstd(_upper(pairwise_cosines(self.model.head.weight))))}
+        # always present (NaN when undefined) so every DDP rank reduces the same keys
+        out["equiangularity_batch_centers"] = (
+            float(np.std(_upper(pairwise_cosines(m - m.mean(0))))) if len(m) >= 2 else float("nan"))
+        return out
 
     def fit(self) -> dict[str, Any]:
         """Train until ``train.epochs`` (or ``train.max_steps``); returns the last validation metrics."""
@@ -244,13 +280,12 @@ class Trainer:
                       self.batch_per_rank, self.dist.world_size, self.device)
         while self.step < max_steps:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
+            self.train_loader.set_epoch(epoch)
             self.sampler.set_epoch(epoch, start=skip * self.batch_per_rank)
-            self.train_set.set_epoch(epoch)
-            loader = self._loader(self.train_set, batch_sampler=BatchSampler(self.sampler, self.batch_per_rank, True))
             bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{t.epochs}",
                        disable=not (self.dist.is_main and t.progress), dynamic_ncols=True, leave=False)
             tick, ticked = time.perf_counter(), self.step
-            for batch in loader:
+            for batch in self.train_loader:
                 logs = self.train_step(batch)
                 lr = self.optimizer.param_groups[0]["lr"]
                 bar.update(1)
@@ -284,12 +319,10 @@ class Trainer:
     @torch.no_grad()
     def validate(self, epoch: int | None = None) -> dict[str, Any]:
         """Benchmark-protocol metrics over every vertex of the validation scenes."""
-        assert self.val_set is not None
+        assert self.val_loader is not None
         self.model.eval()
         conf = ConfusionMatrix(self.table.num_classes)
-        idx = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
-        loader = self._loader(self.val_set, sampler=idx, batch_size=self.cfg.train.val_batch_size)
-        for batch in tqdm(loader, desc="val", disable=not (self.dist.is_main and self.cfg.train.progress), leave=False):
+        for batch in tqdm(self.val_loader, desc="val", disable=not (self.dist.is_main and self.cfg.train.progress), leave=False):
             batch = self._to_device(batch)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                 out = self.model(batch["grid_coord"], batch["batch"], batch["feat"])
