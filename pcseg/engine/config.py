@@ -90,6 +90,18 @@ class WandbConfig:
 
 
 @dataclass
+class CecoConfig:
+    """The neural-collapse center regularizer (training only; see pcseg.nc.ceco)."""
+
+    enabled: bool = False
+    weight: float = 0.4  # lambda: total loss = point loss + weight * center loss
+    dim: int = 256  # projection width; must be >= num_classes - 1 for the simplex ETF
+    scale: float = 10.0  # logit scale of the cosine ETF classifier
+    global_centers: bool = True  # all-reduce class sums/counts across DDP ranks
+    ema: float = 0.0  # > 0: running centers for classes absent from a batch
+
+
+@dataclass
 class Config:
     seed: int = 0
     out_dir: str = "runs/default"
@@ -101,6 +113,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    ceco: CecoConfig = field(default_factory=CecoConfig)
 
 
 CHOICES = {
@@ -176,14 +189,18 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, validated at every step."""
+def load_config(path: str | Path | dict | None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, validated at every step.
+
+    ``path`` may also be an already-parsed mapping (e.g. the config stored in a checkpoint).
+    """
     cfg = OmegaConf.structured(Config)
     if path is not None:
+        data, source = (path, "stored config") if isinstance(path, dict) else (_load_yaml(Path(path)), str(path))
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(_load_yaml(Path(path))))
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
         except OmegaConfBaseException as exc:
-            raise _explain(exc, str(path)) from None
+            raise _explain(exc, source) from None
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=10)")

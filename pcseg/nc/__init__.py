@@ -1,0 +1,31 @@
+"""Neural collapse for imbalanced segmentation: simplex ETF, class centers, the CeCo
+center loss and collapse metrics. Plotting imports matplotlib only when called."""
+from __future__ import annotations
+
+from .ceco import DEFAULT_SCALE, CenterHead, WithCenterHead, ceco_loss
+from .centers import all_reduce_sum, class_centers
+from .etf import simplex_etf
+from .metrics import (
+    FeatureStats,
+    nc_metrics,
+    pairwise_cosines,
+    plot_cosine_heatmaps,
+    plot_iou_vs_frequency,
+    write_report,
+)
+
+__all__ = [
+    "DEFAULT_SCALE",
+    "CenterHead",
+    "WithCenterHead",
+    "FeatureStats",
+    "all_reduce_sum",
+    "ceco_loss",
+    "class_centers",
+    "nc_metrics",
+    "pairwise_cosines",
+    "plot_cosine_heatmaps",
+    "plot_iou_vs_frequency",
+    "simplex_etf",
+    "write_report",
+]

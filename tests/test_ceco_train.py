@@ -1,0 +1,85 @@
+"""CeCo in the training engine, zero inference cost, and the neural-collapse analysis command."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pcseg import analyze as analyze_cli
+from pcseg.engine.checkpoint import load_checkpoint
+from pcseg.engine.config import load_config
+from pcseg.engine.trainer import Trainer, build_model_from_cfg
+from pcseg.nc import WithCenterHead
+from tests.conftest import REPO, tiny_overrides
+
+CFG = REPO / "configs" / "synthetic_nc.yaml"
+
+
+@pytest.fixture(scope="module")
+def ceco_run(small_caches, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ceco_run")
+    cfg = load_config(CFG, tiny_overrides(small_caches, out, **{"ceco.dim": 199, "train.epochs": 2}))
+    trainer = Trainer(cfg)
+    trainer.fit()
+    return cfg, trainer, out
+
+
+def test_center_loss_is_logged_and_saved(ceco_run) -> None:
+    cfg, trainer, out = ceco_run
+    assert isinstance(trainer.train_model, WithCenterHead)
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["type"] == "train"]
+    assert all("loss_center" in r and r["num_present"] >= 1 for r in train)
+    assert all(abs(r["loss"] - r["loss_seg"] - 0.4 * r["loss_center"]) < 1e-3 for r in train)
+    assert all("equiangularity_classifier" in r for r in train)
+    ckpt = load_checkpoint(out / "last.pth")
+    assert "center_head" in ckpt and "etf" in ckpt["center_head"]
+    assert not any(k.startswith("center_head") for k in ckpt["model"])  # the segmentor alone
+
+
+def test_inference_identical_without_the_head(ceco_run, small_caches) -> None:
+    cfg, trainer, out = ceco_run
+    ckpt = load_checkpoint(out / "last.pth")
+    plain = build_model_from_cfg(cfg)
+    plain.load_state_dict(ckpt["model"])  # strict: no CeCo keys needed
+    plain.eval()
+    wrapped = trainer.train_model.eval()
+    batch = next(iter(trainer.val_loader))
+    with torch.no_grad():
+        a = plain(batch["grid_coord"], batch["batch"], batch["feat"])
+        b = wrapped(batch["grid_coord"], batch["batch"], batch["feat"], batch["segment"])
+    assert torch.equal(a["logits"], b["logits"]) and "ceco_loss" not in b
+
+
+def test_ceco_run_resumes_with_its_head(ceco_run, small_caches, tmp_path) -> None:
+    cfg, _, out = ceco_run
+    cfg2 = load_config(CFG, tiny_overrides(small_caches, out, **{"ceco.dim": 199, "train.epochs": 3,
+                                                                 "resume": "true"}))
+    t = Trainer(cfg2)
+    ckpt = load_checkpoint(out / "last.pth")
+    for k, v in ckpt["center_head"].items():
+        assert torch.equal(t.center_head.state_dict()[k], v), k
+    plain = load_config(REPO / "configs" / "synthetic_base.yaml", tiny_overrides(small_caches, tmp_path))
+    Trainer(plain).fit()
+    with pytest.raises(ValueError, match="without CeCo"):
+        Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, resume="true")))
+
+
+def test_analyze_writes_every_metric(ceco_run, tmp_path) -> None:
+    cfg, _, out = ceco_run
+    code = analyze_cli.main(["--ckpt", str(out / "last.pth"), "--out", str(tmp_path),
+                             f"data.root={cfg.data.root}", "train.progress=false"])
+    assert code == 0
+    result = json.loads((tmp_path / "nc_metrics.json").read_text())
+    nc = result["nc"]
+    for base in ("nc1", "nc3", "equinorm_means", "equinorm_classifier", "equiangularity_means",
+                 "equiangularity_classifier", "cos_dev_means", "cos_dev_classifier", "maxangle_means",
+                 "maxangle_classifier"):
+        assert nc[base] is not None, base
+        for split in ("head", "common", "tail"):
+            assert f"{base}_{split}" in nc, (base, split)
+    assert result["segmentation"]["miou"] is not None
+    report = (tmp_path / "report.md").read_text()
+    assert "cosine_heatmaps.png" in report and "iou_vs_frequency.png" in report
+    assert (tmp_path / "cosine_heatmaps.png").stat().st_size > 1000
