@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -57,6 +58,18 @@ def current() -> DistInfo:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def all_reduce_sum_array(array: np.ndarray) -> np.ndarray:
+    """Sum a numpy array over ranks, on the device the backend serves (NCCL: CUDA only)."""
+
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return array
+    where = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.from_numpy(np.ascontiguousarray(array)).to(where)
+    dist.all_reduce(t)
+    return t.cpu().numpy()
 
 
 def all_reduce_mean(value: float, device: torch.device | str = "cpu") -> float:

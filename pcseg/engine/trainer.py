@@ -7,7 +7,6 @@ RNGs) goes into ``last.pth`` atomically; the data order of an epoch is a functio
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any

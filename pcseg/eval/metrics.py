@@ -48,13 +48,10 @@ class ConfusionMatrix:
         self.matrix += other.matrix
 
     def all_reduce(self) -> None:
-        """Sum over all ranks (no-op without torch.distributed)."""
-        import torch.distributed as dist
+        """Sum over all ranks (no-op without torch.distributed; NCCL-safe)."""
+        from pcseg.engine.distributed import all_reduce_sum_array
 
-        if dist.is_available() and dist.is_initialized():
-            t = torch.from_numpy(self.matrix.copy())
-            dist.all_reduce(t)
-            self.matrix = t.numpy()
+        self.matrix = all_reduce_sum_array(self.matrix)
 
 
 def per_class_iou(matrix: np.ndarray) -> np.ndarray:
