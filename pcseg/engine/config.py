@@ -96,6 +96,7 @@ class CecoConfig:
     enabled: bool = False
     weight: float = 0.4  # lambda: total loss = point loss + weight * center loss
     dim: int = 256  # projection width; must be >= num_classes - 1 for the simplex ETF
+    hidden: Optional[int] = None  # per-point width of the projection (None = backbone width)
     scale: float = 10.0  # logit scale of the cosine ETF classifier
     global_centers: bool = True  # all-reduce class sums/counts across DDP ranks
     ema: float = 0.0  # > 0: running centers for classes absent from a batch

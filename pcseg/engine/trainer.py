@@ -128,7 +128,7 @@ class Trainer:
             c = cfg.ceco
             self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, dim=c.dim, scale=c.scale,
                                           ignore_index=cfg.loss.ignore_index, global_centers=c.global_centers,
-                                          ema=c.ema, seed=cfg.seed).to(self.device)
+                                          ema=c.ema, seed=cfg.seed, hidden=c.hidden).to(self.device)
             core = WithCenterHead(self.model, self.center_head)
         self.train_model: torch.nn.Module = core
         if self.dist.enabled:

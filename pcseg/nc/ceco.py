@@ -89,6 +89,7 @@ class CenterHead(nn.Module):
         global_centers: bool = True,
         ema: float = 0.0,
         seed: int = 0,
+        hidden: int | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= ema < 1.0:
@@ -96,15 +97,19 @@ class CenterHead(nn.Module):
         self.in_dim = int(in_dim)
         self.num_classes = int(num_classes)
         self.dim = int(dim)
+        # The per-point part (Linear, norm, activation) runs on every voxel, so its width
+        # sets the branch's cost; it defaults to the backbone width, and only the last
+        # Linear, applied to the K centers, lifts to ``dim`` for the simplex ETF.
+        self.hidden = int(hidden or in_dim)
         self.scale = float(scale)
         self.ignore_index = int(ignore_index)
         self.global_centers = bool(global_centers)
         self.ema = float(ema)
         self.proj = nn.Sequential(
-            nn.Linear(in_dim, dim),
-            nn.LayerNorm(dim),
+            nn.Linear(in_dim, self.hidden),
+            nn.LayerNorm(self.hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(dim, dim),
+            nn.Linear(self.hidden, dim),
         )
         self.register_buffer("etf", simplex_etf(num_classes, dim, seed))
         # Registered even with ema == 0 so checkpoints load whatever the setting.
@@ -112,7 +117,7 @@ class CenterHead(nn.Module):
         self.register_buffer("ema_valid", torch.zeros(num_classes, dtype=torch.bool))
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, dim={self.dim}, scale={self.scale}, "
+        return (f"num_classes={self.num_classes}, hidden={self.hidden}, dim={self.dim}, scale={self.scale}, "
                 f"global_centers={self.global_centers}, ema={self.ema}")
 
     @torch.no_grad()
