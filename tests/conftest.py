@@ -43,3 +43,12 @@ def tiny_overrides(root: Path, out_dir: Path, **extra: object) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback for a test's torch.distributed rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import zipfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from pcseg.eval.metrics import ConfusionMatrix, summarize
 from pcseg.eval.submission import (SubmissionError, check_submission, format_ids, mesh_path, ply_vertex_count,
                                    write_submission)
 from pcseg.models import build_model
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides, free_port
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
 GRID = 0.05
@@ -307,12 +306,6 @@ def test_test_split_submission_without_metrics(trained, small_release, tmp_path,
     assert "--raw" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
@@ -324,7 +317,7 @@ def test_two_process_evaluation_equals_one(trained, tmp_path) -> None:
     """Scenes split over two gloo ranks; the summed confusion matrices give the single-process metrics."""
     common = ["--ckpt", str(trained), "--split", "train", "train.progress=false", "train.device=cpu"]
     assert test_cli.main([*common, "--out", str(tmp_path / "one")]) == 0
-    mp.spawn(_ddp_worker, args=(2, _free_port(), [*common, "--out", str(tmp_path / "two")]), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), [*common, "--out", str(tmp_path / "two")]), nprocs=2, join=True)
     one = json.loads((tmp_path / "one" / "metrics_train.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics_train.json").read_text())
     assert two["num_scenes"] == one["num_scenes"] >= 2 and two["num_vertices"] == one["num_vertices"]

@@ -1,7 +1,6 @@
 """Simplex ETF, class centers (local and all-rank), the CeCo head and collapse metrics."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pcseg.data.classes import ClassTable
+from tests.conftest import free_port
 from pcseg.nc import (
     CenterHead,
     FeatureStats,
@@ -102,12 +102,6 @@ def test_class_centers_gradients() -> None:
 
 # ---------------------------------------------------------------- two-process gloo
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _dist_worker(rank: int, world: int, port: int, tmp: str) -> None:
     import torch.distributed as dist
 
@@ -144,7 +138,7 @@ def test_global_centers_two_processes(tmp_path: Path) -> None:
     r = [torch.randn(k, 6, generator=g, dtype=torch.float64) for _ in range(2)]
     head = CenterHead(6, k, dim=8)
     torch.save({"x": x, "y": y, "k": k, "shards": shards, "r": r, "head": head.state_dict()}, tmp_path / "data.pt")
-    mp.spawn(_dist_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_dist_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     res = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
 
     # Reference: one process, concatenated batch, objective = sum of both ranks' losses.

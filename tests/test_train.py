@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from pcseg import train as train_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
 from pcseg.engine.trainer import Trainer
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides, free_port
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
 
@@ -100,12 +99,6 @@ def test_resolved_config_is_saved(small_caches, tmp_path) -> None:
     assert saved.seed == 7 and saved.train.max_steps == 1 and saved.data.root == str(small_caches)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, overrides: list[str]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
@@ -116,7 +109,7 @@ def _ddp_worker(rank: int, world: int, port: int, overrides: list[str]) -> None:
 def test_ddp_two_processes_gloo(small_caches, tmp_path) -> None:
     overrides = tiny_overrides(small_caches, tmp_path, **{"train.max_steps": 2, "train.eval_every": 1,
                                                            "train.epochs": 1})
-    mp.spawn(_ddp_worker, args=(2, _free_port(), overrides), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), overrides), nprocs=2, join=True)
     ckpt = load_checkpoint(tmp_path / "last.pth")
     assert ckpt["step"] >= 1 and isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2
     assert len(_records(tmp_path, "train")) >= 1
