@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from pcseg.engine.config import ConfigError, load_config
@@ -36,10 +35,10 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     from pcseg.data.classes import table as class_table
     from pcseg.data.dataset import SceneCacheDataset
     from pcseg.data.loader import build_loader
-    from pcseg.data.transforms import build_transforms, default_val_transforms
+    from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
     from pcseg.engine.checkpoint import load_checkpoint
-    from pcseg.engine.trainer import build_model_from_cfg, read_manifest, resolve_device
+    from pcseg.engine.trainer import build_model_from_cfg, read_manifest, resolve_device, val_transform_list
     from pcseg.eval.metrics import ConfusionMatrix, summarize
     from pcseg.models import set_conv_algo
     from pcseg.nc.metrics import FeatureStats, plot_cosine_heatmaps, plot_iou_vs_frequency, write_report
@@ -51,8 +50,7 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
     model.to(device).eval()
     set_conv_algo(model, device)
-    tf = default_val_transforms(cfg.data.grid_size) if cfg.data.val_transforms is None \
-        else OmegaConf.to_container(cfg.data.val_transforms)
+    tf = val_transform_list(cfg)
     ds = SceneCacheDataset(Path(cfg.data.root), split, label_set=cfg.data.label_set, transforms=build_transforms(tf))
     shard = list(range(len(ds)))[info.rank::info.world_size]
     loader = build_loader(ds, 1, shuffle=False, num_workers=cfg.data.num_workers, seed=cfg.seed, sampler=shard)

@@ -98,15 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: list[View],
         info: DistInfo) -> int:
     """Predict the split on this rank's scenes, then reduce, report and write on rank 0."""
-    from omegaconf import OmegaConf
     from tqdm import tqdm
 
     from pcseg.data.classes import table as class_table
     from pcseg.data.dataset import UNLABELLED_SPLITS, SceneCacheDataset
     from pcseg.data.scannet_raw import RawDataError, read_mesh
-    from pcseg.data.transforms import build_transforms, default_val_transforms
+    from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
-    from pcseg.engine.trainer import build_model_from_cfg, read_manifest, resolve_device
+    from pcseg.engine.trainer import build_model_from_cfg, read_manifest, resolve_device, val_transform_list
     from pcseg.eval.inference import Predictor
     from pcseg.eval.metrics import ConfusionMatrix, format_table
     from pcseg.eval.ply_export import export_scene
@@ -128,8 +127,7 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
         return _error(str(exc))
     model = set_conv_algo(model.to(device), device).eval()
     table = class_table(d.label_set)
-    tf_cfg = (default_val_transforms(d.grid_size) if d.val_transforms is None
-              else OmegaConf.to_container(d.val_transforms))
+    tf_cfg = val_transform_list(cfg)
     amp = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.amp]
     try:
         predictor = Predictor(model, build_transforms(list(tf_cfg)), table.num_classes, device, views,

@@ -68,13 +68,18 @@ def read_manifest(root: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
+def val_transform_list(cfg: DictConfig) -> list[dict]:
+    """The evaluation transforms: ``data.val_transforms`` or the standard test-mode recipe."""
+    d = cfg.data
+    return default_val_transforms(d.grid_size) if d.val_transforms is None else OmegaConf.to_container(d.val_transforms)
+
+
 def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDataset | None]:
     d = cfg.data
     root = Path(d.root)
     train_tf = default_train_transforms(d.grid_size, d.point_max) if d.train_transforms is None \
         else OmegaConf.to_container(d.train_transforms)
-    val_tf = default_val_transforms(d.grid_size) if d.val_transforms is None \
-        else OmegaConf.to_container(d.val_transforms)
+    val_tf = val_transform_list(cfg)
     train = SceneCacheDataset(root, d.train_split, label_set=d.label_set, transforms=build_transforms(list(train_tf)),
                               seed=cfg.seed, loop=d.loop)
     val = None
@@ -299,18 +304,18 @@ class Trainer:
                 if self.step >= max_steps:
                     break
             bar.close()
-            end_of_epoch = self.step % self.steps_per_epoch == 0
-            if end_of_epoch:
+            improved = False
+            if self.step % self.steps_per_epoch == 0:  # end of an epoch
                 ep = self.step // self.steps_per_epoch
                 if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
                     last_val = self.validate(epoch=ep)
-                    if last_val["miou"] is not None and last_val["miou"] > self.best_miou:
+                    improved = last_val["miou"] is not None and last_val["miou"] > self.best_miou
+                    if improved:
                         self.best_miou = last_val["miou"]
-                        state = self._checkpoint_state()
-                        self.save("best.pth", state)
-                        self.save("last.pth", state)
-                        continue
-            self.save("last.pth")
+            state = self._checkpoint_state()
+            if improved:
+                self.save("best.pth", state)
+            self.save("last.pth", state)
         self.metrics.close()
         return last_val
 
