@@ -8,8 +8,10 @@ Fragments bound the memory of the network pass, not of the per-vertex arrays. A 
 voxel count exceeds ``max_voxels`` is split by recursive bisection of its voxel set in xy:
 the core box of the largest xy extent is cut at the median voxel coordinate until every
 core, grown by ``overlap`` voxels on each side in x and y, holds at most ``max_voxels``
-voxels. The cores partition the voxels, so every voxel (and vertex) is covered; voxels in
-the grown margins are covered by several fragments and their softmax scores are summed.
+voxels. The cores partition the voxels, so every voxel (and vertex) is covered; a voxel in
+the grown margins is covered by several fragments and gets the mean of their softmax scores,
+so each view contributes one probability vector per vertex however it was cut, and the TTA
+result is the plain mean over views.
 Fragments are cut from the view's own voxelization, so a voxel has the same grid position
 and input features in every fragment; only the context near a fragment border is cut off.
 Each fragment is shifted by a multiple of the network's total stride so its stride-2
@@ -189,8 +191,8 @@ def forward_scores(model: nn.Module, grid_coord: np.ndarray, feat: np.ndarray, d
 class Prediction:
     """Per-vertex result of one scene (rows in mesh order)."""
 
-    scores: torch.Tensor  # float32 (N, K) on the CPU: mean over views of the fragment-summed softmax
-    coverage: np.ndarray  # int32 (N,): fragments covering the vertex, summed over views
+    scores: torch.Tensor  # float32 (N, K) on the CPU: mean over views of each view's per-vertex softmax
+    coverage: np.ndarray  # int32 (N,): fragments covering the vertex, summed over views (diagnostic)
     fragments: list[int] = field(default_factory=list)  # fragment count per view
     voxels: list[int] = field(default_factory=list)  # voxel count per view
 
@@ -249,6 +251,8 @@ class Predictor:
                 probs = forward_scores(self.model, grid[idx], feat[idx], self.device, self.amp_dtype)
                 voxel_scores.index_add_(0, torch.from_numpy(idx), probs.cpu())
                 voxel_cover[idx] += 1
+            # Overlapping fragments are averaged, so every view weighs the same for every vertex.
+            voxel_scores /= torch.from_numpy(voxel_cover).to(voxel_scores.dtype)[:, None]
             inv = torch.from_numpy(inverse)
             for start in range(0, n, _CHUNK):  # chunks: no second (N, K) temporary
                 scores[start:start + _CHUNK] += voxel_scores.index_select(0, inv[start:start + _CHUNK])
