@@ -48,7 +48,7 @@ def voxel_batch(root: Path, n: int, grid: float = 0.02) -> dict:
 def time_steps(model, batch, device, steps: int, amp: torch.dtype | None) -> list[float]:
     opt = torch.optim.SGD(model.parameters(), lr=0.01,
                           momentum=0.9, nesterov=True, weight_decay=1e-4)
-    crit = SegLoss(-1)
+    crit = SegLoss()
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
     b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     times = []

@@ -30,8 +30,32 @@ def test_lovasz_is_zero_for_perfect_and_positive_for_wrong() -> None:
 def test_seg_loss_ignores_and_backpropagates() -> None:
     logits = torch.randn(6, 4, requires_grad=True)
     target = torch.tensor([0, 1, -1, 3, -1, 2])
-    loss = SegLoss(-1, lovasz_weight=0.5)(logits, target)
+    loss = SegLoss(lovasz_weight=0.5)(logits, target)
     loss.backward()
     assert torch.isfinite(loss) and logits.grad[[2, 4]].abs().sum() == 0
-    empty = SegLoss(-1)(logits, torch.full((6,), -1))
+    empty = SegLoss()(logits, torch.full((6,), -1))
     assert empty.item() == 0.0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_seg_loss_with_global_normalizer_sums_shards_to_the_whole_batch(weighted: bool) -> None:
+    """The DDP contract: each shard divides its sum by (global count / shards); the mean of the
+    shard gradients is then the whole batch's gradient, even for very unequal shards."""
+    torch.manual_seed(0)
+    w = torch.rand(5) + 0.5 if weighted else None
+    crit = SegLoss(weight=w)
+    logits = torch.randn(40, 5, requires_grad=True)
+    target = torch.randint(-1, 5, (40,))
+    crit(logits, target).backward()
+    whole = logits.grad.clone()
+    logits.grad = None
+    shards = [slice(0, 7), slice(7, 40)]  # 7 vs 33 points
+    denom = crit.normalizer(target) / len(shards)
+    for s in shards:
+        (crit(logits[s], target[s], denom) / len(shards)).backward()
+    torch.testing.assert_close(logits.grad, whole, rtol=1e-5, atol=1e-7)
+    # the per-shard mean (the old behaviour) weighs the small shard's points ~5x more
+    logits.grad = None
+    for s in shards:
+        (crit(logits[s], target[s]) / len(shards)).backward()
+    assert not torch.allclose(logits.grad, whole, rtol=1e-3, atol=1e-5)

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from pcseg import train as train_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
-from pcseg.engine.trainer import Trainer
+from pcseg.engine.trainer import Trainer, TrainingDiverged
 from tests.conftest import REPO, tiny_overrides, free_port
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
@@ -99,17 +99,121 @@ def test_resolved_config_is_saved(small_caches, tmp_path) -> None:
     assert saved.seed == 7 and saved.train.max_steps == 1 and saved.data.root == str(small_caches)
 
 
-def _ddp_worker(rank: int, world: int, port: int, overrides: list[str]) -> None:
+def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
+    from pcseg.engine import distributed as D
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    assert train_cli.main(["--cfg", str(CFG), *overrides]) == 0
+    info = D.init_distributed("cpu")
+    try:
+        trainer = Trainer(load_config(REPO / "configs" / "synthetic_nc.yaml", overrides), info)
+        trainer.fit()
+        torch.save({"model": trainer.model.state_dict(), "center_head": trainer.center_head.state_dict(),
+                    "step": trainer.step}, Path(out) / f"rank{rank}.pt")
+    finally:
+        D.cleanup()
 
 
-def test_ddp_two_processes_gloo(small_caches, tmp_path) -> None:
-    overrides = tiny_overrides(small_caches, tmp_path, **{"train.max_steps": 2, "train.eval_every": 1,
-                                                           "train.epochs": 1})
-    mp.spawn(_ddp_worker, args=(2, free_port(), overrides), nprocs=2, join=True)
-    ckpt = load_checkpoint(tmp_path / "last.pth")
-    assert ckpt["step"] >= 1 and isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2
-    assert len(_records(tmp_path, "train")) >= 1
+def test_ddp_two_processes_gloo_with_ceco(small_caches, tmp_path) -> None:
+    """Two gloo processes train CeCo inside the trainer: same weights on both ranks afterwards
+    (segmentor and center head), validation ran on the split shards, the center loss was used."""
+    run = tmp_path / "run"
+    overrides = tiny_overrides(small_caches, run, **{"train.epochs": 2, "train.eval_every": 1, "ceco.dim": 199})
+    mp.spawn(_ddp_worker, args=(2, free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["step"] == r1["step"] == 4  # 2 epochs of 2 steps (2 ranks x batch 1)
+    initial = Trainer(load_config(REPO / "configs" / "synthetic_nc.yaml", tiny_overrides(
+        small_caches, tmp_path / "fresh", **{"ceco.dim": 199}))).model.state_dict()
+    moved = False
+    for part in ("model", "center_head"):
+        for k, v in r0[part].items():
+            if "running_" in k or "num_batches" in k:
+                continue  # BatchNorm statistics are per rank (DDP broadcasts rank 0's before each forward)
+            assert torch.equal(v, r1[part][k]), (part, k)
+            if part == "model" and v.is_floating_point() and not torch.equal(v, initial[k]):
+                moved = True
+    assert moved  # the ranks agree because they trained together, not because nothing changed
+    ckpt = load_checkpoint(run / "last.pth")
+    assert isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2 and "center_head" in ckpt
+    train = _records(run, "train")
+    assert train and all("loss_center" in r and r["num_present"] >= 1 for r in train)
+    val = _records(run, "val")
+    assert [r["epoch"] for r in val] == [1, 2] and all(r["miou"] is not None for r in val)
+
+
+def test_grad_clip_covers_the_center_head(small_caches, tmp_path) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic_nc.yaml", tiny_overrides(
+        small_caches, tmp_path, **{"ceco.dim": 199, "train.grad_clip": 1e-3, "train.eval_every": 0}))
+    trainer = Trainer(cfg)
+    head = set(map(id, trainer.center_head.parameters()))
+    assert head and head <= set(map(id, trainer.params))
+    logs = trainer.train_step(next(iter(trainer.train_loader)))
+    assert logs["grad_norm"] > 1e-2  # the unclipped norm, far above the bound
+    grads = [p.grad for p in trainer.params if p.grad is not None]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.center_head.parameters())
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert total <= 1e-3 * (1 + 1e-4)
+
+
+def _poison_gradients(trainer: Trainer, value: float) -> None:
+    """A finite loss whose gradient is not: every backward pass writes ``value`` into one gradient."""
+    p = next(trainer.model.parameters())
+    p.register_hook(lambda g: torch.full_like(g, value))
+
+
+def test_non_finite_gradient_stops_before_the_weights_change(small_caches, tmp_path) -> None:
+    cfg = load_config(CFG, tiny_overrides(small_caches, tmp_path, **{"train.eval_every": 0, "train.max_steps": 1}))
+    Trainer(cfg).fit()
+    before = (tmp_path / "last.pth").read_bytes()
+    cfg = load_config(CFG, tiny_overrides(small_caches, tmp_path, **{"train.eval_every": 0, "resume": "true"}))
+    trainer = Trainer(cfg)
+    _poison_gradients(trainer, float("nan"))
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match="non-finite gradient"):
+        trainer.fit()
+    assert (tmp_path / "last.pth").read_bytes() == before
+    for k, v in trainer.model.named_parameters():
+        assert torch.equal(v, weights[k]), k
+
+
+def test_fp16_skipped_step_does_not_advance_the_schedule(small_caches, tmp_path) -> None:
+    """With a loss scaler (fp16), an inf gradient skips the optimizer step; the schedule must wait too.
+    Run on the CPU with torch's CPU GradScaler, which behaves like the CUDA one."""
+    trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **{"train.eval_every": 0})))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    batches = iter(trainer.train_loader)
+    trainer.train_step(next(batches))
+    assert trainer.scheduler.last_epoch == 1
+    _poison_gradients(trainer, float("inf"))
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
+    logs = trainer.train_step(next(batches))
+    assert trainer.step == 2 and trainer.scheduler.last_epoch == 1 and trainer.scaler.get_scale() < 1024.0
+    assert not torch.isfinite(torch.tensor(logs["grad_norm"]))
+    for k, v in weights.items():
+        if "running" not in k:  # BatchNorm statistics move in the forward pass
+            assert torch.equal(trainer.model.state_dict()[k], v), k
+
+
+def test_fp16_resume_from_a_run_without_scaler_state(small_caches, tmp_path, capsys) -> None:
+    """A checkpoint saved without fp16 has an empty scaler state; an fp16 resume starts a fresh scale."""
+    common = {"train.eval_every": 0, "train.epochs": 2}
+    Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common, **{"train.max_steps": 1}))).fit()
+    assert load_checkpoint(tmp_path / "last.pth")["scaler"] == {}
+    trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common)))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=512.0)  # an enabled scaler, as on a GPU
+    trainer.cfg.resume = True
+    trainer._resume()
+    assert trainer.step == 1 and trainer.scaler.get_scale() == 512.0
+    # a checkpoint that does not fit the model is a user error with a message, not a traceback
+    code = train_cli.main(["--cfg", str(CFG), "--resume", *tiny_overrides(
+        small_caches, tmp_path, **common, **{"model.preset": "minkunet14a", "model.channels": "null"})])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit this config" in err and "Traceback" not in err
+
+
+def test_removed_ignore_index_key_says_why(tmp_path, capsys) -> None:
+    assert train_cli.main(["--cfg", str(CFG), "loss.ignore_index=255"]) == 2
+    assert "was removed" in capsys.readouterr().err
+    stored = {"loss": {"ignore_index": -1, "class_weights": "none"}}  # an older checkpoint's config
+    assert load_config(stored).loss.class_weights == "none"

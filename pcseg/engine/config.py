@@ -62,7 +62,6 @@ class SchedConfig:
 
 @dataclass
 class LossConfig:
-    ignore_index: int = -1
     class_weights: str = "none"  # none | inverse_sqrt | inverse_log (from the manifest histogram)
     lovasz_weight: float = 0.0
 
@@ -132,6 +131,27 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message says where and how to fix it."""
 
 
+# Keys that existed once: dropped when they hold the only value that ever worked (old
+# checkpoints' stored configs keep loading), an error saying why otherwise.
+REMOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "loss.ignore_index": (-1, "unlabelled points are always -1 (the caches' convention, "
+                              "pcseg.data.dataset.IGNORE_INDEX); delete the key"),
+}
+
+
+def _drop_removed(data: dict, source: str) -> dict:
+    for key, (legacy, why) in REMOVED_KEYS.items():
+        parent, _, leaf = key.rpartition(".")
+        node = data.get(parent) if parent else data
+        if isinstance(node, dict) and leaf in node:
+            if node[leaf] != legacy:
+                raise ConfigError(f"{source}: config key '{key}' was removed: {why}")
+            node = dict(node)
+            node.pop(leaf)
+            data = {**data, parent: node} if parent else node
+    return data
+
+
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
     keys = []
     if isinstance(node, DictConfig):
@@ -198,6 +218,7 @@ def load_config(path: str | Path | dict | None, overrides: list[str] | None = No
     cfg = OmegaConf.structured(Config)
     if path is not None:
         data, source = (path, "stored config") if isinstance(path, dict) else (_load_yaml(Path(path)), str(path))
+        data = _drop_removed(data, source)
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
         except OmegaConfBaseException as exc:
@@ -205,6 +226,9 @@ def load_config(path: str | Path | dict | None, overrides: list[str] | None = No
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=10)")
+        key = item.split("=", 1)[0].strip()
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"override '{item}': config key '{key}' was removed: {REMOVED_KEYS[key][1]}")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as exc:

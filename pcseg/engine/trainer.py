@@ -132,7 +132,7 @@ class Trainer:
         if cfg.ceco.enabled:
             c = cfg.ceco
             self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, dim=c.dim, scale=c.scale,
-                                          ignore_index=cfg.loss.ignore_index, global_centers=c.global_centers,
+                                          global_centers=c.global_centers,
                                           ema=c.ema, seed=cfg.seed, hidden=c.hidden).to(self.device)
             core = WithCenterHead(self.model, self.center_head)
         self.train_model: torch.nn.Module = core
@@ -141,13 +141,15 @@ class Trainer:
                 core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False)
         self.optimizer = build_optimizer(cfg, core.parameters())
+        # Everything the optimizer updates (segmentor and center head): clipped and checked together.
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp]
         if self.device.type != "cuda":
             self.amp_dtype = None  # AMP is a CUDA feature here; CPU runs in fp32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.manifest = read_manifest(Path(cfg.data.root))
-        self.criterion = SegLoss(cfg.loss.ignore_index, self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
+        self.criterion = SegLoss(self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
         self.step = 0
         self.best_miou = -1.0
         self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
@@ -172,14 +174,22 @@ class Trainer:
             self.log.info("resume requested but %s does not exist: starting from scratch", path)
             return
         ckpt = load_checkpoint(path, map_location="cpu")
-        self.model.load_state_dict(ckpt["model"])
-        if self.center_head is not None:
-            if "center_head" not in ckpt:
-                raise ValueError(f"{path} was trained without CeCo but ceco.enabled=true; start a new out_dir")
-            self.center_head.load_state_dict(ckpt["center_head"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.center_head is not None and "center_head" not in ckpt:
+            raise ValueError(f"{path} was trained without CeCo but ceco.enabled=true; start a new out_dir")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            if self.center_head is not None:
+                self.center_head.load_state_dict(ckpt["center_head"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{path} does not fit this config ({str(exc).splitlines()[0]}); resume with the "
+                             f"config it was trained with ({self.out_dir / 'config.yaml'}) or start a new "
+                             f"out_dir") from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        # A run saved without fp16 (CPU, amp=none, bf16) has an empty scaler state: fp16 then
+        # starts from a fresh scale, which is what a new fp16 run does too.
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         rng = ckpt["rng"][self.dist.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
@@ -220,14 +230,36 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and the scalars to log. Subclasses add regularizers here."""
-        seg = self.criterion(out["logits"], batch["segment"])
+        """Total loss and the scalars to log. Subclasses add regularizers here.
+
+        The point loss is normalised by the labelled points of the global batch (all ranks),
+        so the DDP gradient is that of the whole batch, not a mean of per-rank means.
+        """
+        target = batch["segment"]
+        denom = self.criterion.normalizer(target)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(denom)
+            denom = denom / self.dist.world_size
+        seg = self.criterion(out["logits"], target, denom)
         logs = {"loss_seg": float(seg.detach())}
         if "ceco_loss" not in out:
             return seg, logs
         logs.update(loss_center=float(out["ceco_loss"].detach()), num_present=float(out["ceco_num_present"]),
                     center_cos_std=out["ceco_center_cos_std"])
         return seg + self.cfg.ceco.weight * out["ceco_loss"], logs
+
+    def _all_ranks(self, ok: bool) -> bool:
+        """True only if ``ok`` holds on every rank, so all ranks take the same branch."""
+        flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item() == 1.0)
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{what} at step {self.step + 1} (epoch {self.step // self.steps_per_epoch}); the weights were not "
+            f"updated and the last good checkpoint {self.out_dir / 'last.pth'} was left as it was. Lower "
+            f"optim.lr, set train.grad_clip, or check the data")
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         self.train_model.train()
@@ -236,25 +268,25 @@ class Trainer:
             extra = {"segment": batch["segment"]} if self.center_head is not None else {}
             out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], **extra)
             loss, logs = self.compute_loss(out, batch)
-        finite = torch.isfinite(loss.detach()).float()
-        if self.dist.enabled:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if finite.item() < 1:
-            raise TrainingDiverged(
-                f"non-finite loss ({float(loss.detach())}) at step {self.step + 1} "
-                f"(epoch {self.step // self.steps_per_epoch}); the last good checkpoint "
-                f"{self.out_dir / 'last.pth'} was left as it was. Lower optim.lr, set train.grad_clip, "
-                f"or check the data")
+        if not self._all_ranks(bool(torch.isfinite(loss.detach()))):
+            raise self._diverged(f"non-finite loss ({float(loss.detach())})")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.cfg.train.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.unscale_(self.optimizer)  # no-op unless fp16
+        # The total norm of every gradient the optimizer uses (clipped when train.grad_clip is set).
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip or float("inf"))
+        finite = self._all_ranks(bool(torch.isfinite(norm)))
+        if not self.scaler.is_enabled() and not finite:
+            raise self._diverged(f"non-finite gradient (norm {float(norm)}) from a finite loss")
+        # fp16: the scaler skips the step on inf/NaN gradients and lowers its scale; the schedule
+        # then waits too, so it counts optimizer steps.
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if finite:
+            self.scheduler.step()
         self.step += 1
         logs["loss"] = float(loss.detach())
+        logs["grad_norm"] = float(norm)
         if self.step % self.cfg.train.log_every == 0:
             logs.update(self._quick_nc(out["feat"].detach(), batch["segment"]))
         return logs
