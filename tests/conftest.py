@@ -10,7 +10,6 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
 
 
 @pytest.fixture(scope="session")

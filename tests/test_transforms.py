@@ -124,13 +124,34 @@ def test_dropout_keeps_arrays_aligned() -> None:
 
 
 def test_elastic_distortion_is_smooth_and_bounded() -> None:
+    """Within one call, points 1 cm apart move almost together while distant points move
+    differently: a smooth warp, neither per-point noise nor a rigid shift."""
     data = room()
-    out = T.ElasticDistortion(p=1.0)(dict(data), rng())
-    shift = out["coord"] - data["coord"]
+    twins = data["coord"] + np.float32(0.01)  # a copy of every point, 1 cm away, warped in the same call
+    both = np.concatenate([data["coord"], twins])
+    out = T.ElasticDistortion(p=1.0)({"coord": both.copy()}, rng())["coord"]
+    shift = out - both
+    n = len(data["coord"])
     assert 0 < np.abs(shift).max() < 1.0
-    # Points 1 cm apart move almost together; the warp is smooth, not noise.
-    near = T.ElasticDistortion(p=1.0)({"coord": data["coord"] + np.float32(0.01)}, rng())
-    np.testing.assert_allclose(near["coord"] - np.float32(0.01) - data["coord"], shift, atol=0.02)
+    near = np.linalg.norm(shift[:n] - shift[n:], axis=1)  # displacement difference of 1-cm pairs
+    perm = rng(1).permutation(n)
+    far = np.linalg.norm(shift[:n] - shift[perm], axis=1)  # ... of random pairs (metres apart)
+    assert np.median(near) < 0.05 * np.median(far), (np.median(near), np.median(far))
+    assert np.median(far) > 0.02  # not one rigid translation
+
+
+def test_rotate_default_centre_is_the_bounding_box_centre() -> None:
+    data = room()
+    data["coord"] += np.float32([3.0, -2.0, 0.5])  # off the origin, so the centre matters
+    out = T.RandomRotate(angle=[0.5, 0.5], axis="z", p=1.0)(dict(data), rng())  # exactly 90 degrees
+    c = (data["coord"].astype(np.float64).min(0) + data["coord"].astype(np.float64).max(0)) / 2
+    rel = data["coord"].astype(np.float64) - c
+    expected = np.c_[-rel[:, 1], rel[:, 0], rel[:, 2]] + c
+    np.testing.assert_allclose(out["coord"], expected, atol=1e-4)
+    # the bounding box keeps its centre (its x and y extents swap)
+    np.testing.assert_allclose((out["coord"].min(0) + out["coord"].max(0)) / 2, c, atol=1e-4)
+    about_origin = T.RandomRotate(angle=[0.5, 0.5], axis="z", center=[0, 0, 0], p=1.0)(dict(data), rng())
+    assert np.abs(about_origin["coord"] - out["coord"]).max() > 1.0
 
 
 def test_chromatic_transforms_stay_in_range() -> None:
