@@ -265,6 +265,48 @@ def test_nc_metrics_random_features_far_from_collapse() -> None:
     assert "nc1_head" not in m
 
 
+def _brute_force_nc(x: np.ndarray, y: np.ndarray, w: np.ndarray, k_all: int) -> dict[str, float]:
+    """The definitions of the module docstring, point by point and pair by pair, in plain numpy."""
+    present = [c for c in range(k_all) if (y == c).any()]
+    k = len(present)
+    mu = {c: x[y == c].mean(0) for c in present}
+    mu_g = sum(mu[c] for c in present) / k  # mean of the class means, not of the points
+    m = np.stack([mu[c] - mu_g for c in present])
+    sw = sum(np.outer(x[i] - mu[y[i]], x[i] - mu[y[i]]) for i in range(len(y))) / len(y)
+    sb = sum(np.outer(r, r) for r in m) / k
+    out = {"nc1": float(np.trace(sw @ np.linalg.pinv(sb, rcond=1e-10, hermitian=True))) / k}
+    target = -1.0 / (k - 1)
+    for name, rows in (("means", m), ("classifier", w[present])):
+        norms = [float(np.sqrt(sum(v * v for v in r))) for r in rows]
+        cos = [[float(rows[i] @ rows[j]) / (norms[i] * norms[j]) for j in range(k)] for i in range(k)]
+        pairs = [cos[i][j] for i in range(k) for j in range(i + 1, k)]
+        out[f"equinorm_{name}"] = float(np.std(norms) / np.mean(norms))
+        out[f"equiangularity_{name}"] = float(np.std(pairs))
+        out[f"cos_dev_{name}"] = float(np.mean([abs(c - target) for c in pairs]))
+        out[f"maxangle_{name}"] = float(np.mean([max(cos[i][j] for j in range(k) if j != i) for i in range(k)]))
+    wp = w[present]
+    out["nc3"] = float(((wp / np.linalg.norm(wp) - m / np.linalg.norm(m)) ** 2).sum())
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_nc_metrics_match_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k_all, d = 7, 10
+    y = rng.integers(0, k_all, 400)
+    y[y == 4] = 2  # class 4 absent: it must be left out everywhere
+    scale = rng.uniform(0.3, 2.0, (k_all, 1))  # unequal class spreads and mean norms
+    x = rng.normal(size=(k_all, d))[y] * 2 + rng.normal(size=(400, d)) * scale[y] + 0.7
+    w = rng.normal(size=(k_all, d))
+    stats = FeatureStats(k_all, d)
+    stats.update(torch.from_numpy(x), torch.from_numpy(y))
+    got = stats.metrics(classifier=torch.from_numpy(w))
+    want = _brute_force_nc(x, y, w, k_all)
+    assert got["num_classes"] == 6
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-7, abs=1e-10), key
+
+
 def test_feature_stats_streaming_matches_one_shot() -> None:
     g = torch.Generator().manual_seed(5)
     y = torch.randint(-1, 6, (500,), generator=g)
