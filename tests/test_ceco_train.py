@@ -1,6 +1,7 @@
 """CeCo in the training engine, zero inference cost, and the neural-collapse analysis command."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -38,18 +39,28 @@ def test_center_loss_is_logged_and_saved(ceco_run) -> None:
     assert not any(k.startswith("center_head") for k in ckpt["model"])  # the segmentor alone
 
 
-def test_inference_identical_without_the_head(ceco_run, small_caches) -> None:
+def test_center_head_only_reads_the_features(ceco_run) -> None:
+    """The branch must not change what the segmentor computes: in training mode, with the same
+    weights and batch, the wrapped model's logits equal the bare segmentor's, while the center
+    loss does send gradient into the backbone (it shapes the features) and none into the
+    point classifier. A checkpoint's ``model`` entry is the bare segmentor (strict load)."""
     cfg, trainer, out = ceco_run
     ckpt = load_checkpoint(out / "last.pth")
-    plain = build_model_from_cfg(cfg)
-    plain.load_state_dict(ckpt["model"])  # strict: no CeCo keys needed
-    plain.eval()
-    wrapped = trainer.train_model.eval()
-    batch = next(iter(trainer.val_loader))
-    with torch.no_grad():
-        a = plain(batch["grid_coord"], batch["batch"], batch["feat"])
-        b = wrapped(batch["grid_coord"], batch["batch"], batch["feat"], batch["segment"])
-    assert torch.equal(a["logits"], b["logits"]) and "ceco_loss" not in b
+    bare = build_model_from_cfg(cfg)
+    bare.load_state_dict(ckpt["model"])  # strict: no CeCo keys
+    wrapped = WithCenterHead(copy.deepcopy(bare), copy.deepcopy(trainer.center_head))
+    bare.train()
+    wrapped.train()
+    batch = next(iter(trainer.train_loader))
+    args = (batch["grid_coord"], batch["batch"], batch["feat"])
+    a = bare(*args)
+    b = wrapped(*args, batch["segment"])
+    assert "ceco_loss" in b and "ceco_loss" not in a
+    assert torch.equal(a["logits"], b["logits"])
+    b["ceco_loss"].backward()
+    seg = wrapped.segmentor
+    assert seg.head.fc.weight.grad is None or seg.head.fc.weight.grad.abs().sum() == 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in seg.backbone.parameters())
 
 
 def test_ceco_run_resumes_with_its_head(ceco_run, small_caches, tmp_path) -> None:

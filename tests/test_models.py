@@ -129,6 +129,9 @@ def test_widen_in_down_variant_is_larger() -> None:
 
 
 def test_state_dict_is_interchangeable_between_algos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model prepared for a GPU build has the same state-dict names, shapes and weight layout
+    as a CPU one, so checkpoints move between devices. (That the GPU kernels then compute the
+    same numbers is spconv's contract; it needs a GPU to check.)"""
     # Weight layout in spconv 2.3 is KRSC for every algorithm; the claim below rests on it.
     assert spconv.constants.ALL_WEIGHT_IS_KRSC
     native = _tiny(seed=2)
@@ -156,14 +159,6 @@ def test_state_dict_is_interchangeable_between_algos(monkeypatch: pytest.MonkeyP
     for k, v in gpu_like.state_dict().items():
         assert torch.equal(v, sd_native[k]), k
 
-    # ...and back on CPU it computes what the original computes.
-    monkeypatch.undo()
-    set_conv_algo(gpu_like, "cpu")
-    native.eval()
-    gpu_like.eval()
-    inputs = _batch(_scene(6, n=800))
-    with torch.no_grad():
-        torch.testing.assert_close(gpu_like(*inputs)["logits"], native(*inputs)["logits"])
 
 
 def test_build_model_rejects_unknown_names() -> None:
