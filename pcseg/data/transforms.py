@@ -448,14 +448,23 @@ class SphereCrop(Transform):
 
 
 class NormalizeColor(Transform):
-    """Map colour 0..255 to float32 [-1, 1].
+    """Map colour 0..255 linearly to float32 ``range`` (default [-1, 1]).
 
-    Zero-centred like the coordinates (after CenterShift) and the normals, so the
-    three feature groups enter the first layer on a comparable scale.
+    [-1, 1] is zero-centred like the coordinates (after CenterShift) and the normals, so
+    the feature groups enter the first layer on a comparable scale; it is also what
+    Pointcept up to v1.5.x used, so its published checkpoints expect it. Pointcept v1.6+
+    maps to [0, 1]: pass ``range=[0, 1]`` for models trained that way.
     """
 
+    def __init__(self, range: Sequence[float] = (-1.0, 1.0)) -> None:  # noqa: A002 (the config key)
+        lo, hi = _pair(range, "NormalizeColor range")
+        if not lo < hi:
+            raise ValueError(f"NormalizeColor: range must be [low, high] with low < high, got {range!r}")
+        self.low, self.high = lo, hi
+
     def __call__(self, data: Data, rng: np.random.Generator) -> Data:
-        data["color"] = _float_color(data) / 127.5 - 1.0
+        # c / 127.5 - 1 and c / 255 exactly as written by the frameworks whose weights we load
+        data["color"] = _float_color(data) / np.float32(255.0 / (self.high - self.low)) + np.float32(self.low)
         return data
 
 
@@ -570,7 +579,25 @@ def build_transforms(cfg_list: Sequence[dict[str, Any]] | None) -> Compose:
     return Compose(build_transform(cfg) for cfg in cfg_list)
 
 
-def default_train_transforms(grid_size: float = 0.02, point_max: int = 100000) -> list[dict[str, Any]]:
+# Channels each feature array contributes to ``feat`` (ToFeatures concatenates them).
+FEATURE_WIDTHS = {"coord": 3, "color": 3, "normal": 3}
+DEFAULT_FEAT_KEYS = ("coord", "color", "normal")
+
+
+def feature_channels(transforms: Sequence[dict[str, Any]]) -> int | None:
+    """Width of ``feat`` produced by a transform list (its last ToFeatures), or None if unknown."""
+    keys: Sequence[str] | None = None
+    for t in transforms:
+        if t.get("type") == "ToFeatures":
+            keys = t.get("feat_keys", DEFAULT_FEAT_KEYS)
+    if keys is None or any(k not in FEATURE_WIDTHS for k in keys):
+        return None
+    return sum(FEATURE_WIDTHS[k] for k in keys)
+
+
+def default_train_transforms(grid_size: float = 0.02, point_max: int = 100000,
+                             feat_keys: Sequence[str] = DEFAULT_FEAT_KEYS,
+                             color_range: Sequence[float] = (-1.0, 1.0)) -> list[dict[str, Any]]:
     """The standard ScanNet200 training recipe (a fresh list each call, safe to edit)."""
     return [
         {"type": "CenterShift", "apply_z": True},
@@ -588,17 +615,18 @@ def default_train_transforms(grid_size: float = 0.02, point_max: int = 100000) -
         {"type": "GridSample", "grid_size": grid_size, "mode": "train"},
         {"type": "SphereCrop", "point_max": point_max, "mode": "random"},
         {"type": "CenterShift", "apply_z": False},
-        {"type": "NormalizeColor"},
-        {"type": "ToFeatures", "feat_keys": ["coord", "color", "normal"]},
+        {"type": "NormalizeColor", "range": [float(v) for v in color_range]},
+        {"type": "ToFeatures", "feat_keys": list(feat_keys)},
     ]
 
 
-def default_val_transforms(grid_size: float = 0.02) -> list[dict[str, Any]]:
+def default_val_transforms(grid_size: float = 0.02, feat_keys: Sequence[str] = DEFAULT_FEAT_KEYS,
+                           color_range: Sequence[float] = (-1.0, 1.0)) -> list[dict[str, Any]]:
     """The evaluation recipe: no augmentation, test-mode voxelization so every vertex is scored."""
     return [
         {"type": "CenterShift", "apply_z": True},
         {"type": "GridSample", "grid_size": grid_size, "mode": "test"},
         {"type": "CenterShift", "apply_z": False},
-        {"type": "NormalizeColor"},
-        {"type": "ToFeatures", "feat_keys": ["coord", "color", "normal"]},
+        {"type": "NormalizeColor", "range": [float(v) for v in color_range]},
+        {"type": "ToFeatures", "feat_keys": list(feat_keys)},
     ]

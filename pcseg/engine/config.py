@@ -24,6 +24,10 @@ class DataConfig:
     val_split: str = "val"
     grid_size: float = 0.02
     point_max: int = 100000
+    # Input features of the standard recipes: concatenated into `feat` (3 channels each);
+    # model.in_channels must match. Used when *_transforms are None.
+    feat_keys: List[str] = field(default_factory=lambda: ["coord", "color", "normal"])
+    color_range: List[float] = field(default_factory=lambda: [-1.0, 1.0])  # [0, 1] for Pointcept >= v1.6 weights
     # None = the standard ScanNet recipe (pcseg.data.transforms.default_*_transforms)
     train_transforms: Optional[List[Dict[str, Any]]] = None
     val_transforms: Optional[List[Dict[str, Any]]] = None
@@ -33,11 +37,38 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "spunet"
-    preset: str = "minkunet34c"
+    name: str = "spunet"  # spunet (= minkunet) | ptv3
+    preset: Optional[str] = None  # None = the backbone's default (minkunet34c, ptv3: scannet200)
     in_channels: int = 9
+    # spunet / minkunet (None = the preset's value)
     channels: Optional[List[int]] = None
     layers: Optional[List[int]] = None
+    # ptv3, named as Pointcept names them so its configs port one to one (None = the preset's value)
+    order: Optional[List[str]] = None
+    stride: Optional[List[int]] = None
+    enc_depths: Optional[List[int]] = None
+    enc_channels: Optional[List[int]] = None
+    enc_num_head: Optional[List[int]] = None
+    enc_patch_size: Optional[List[int]] = None
+    dec_depths: Optional[List[int]] = None
+    dec_channels: Optional[List[int]] = None
+    dec_num_head: Optional[List[int]] = None
+    dec_patch_size: Optional[List[int]] = None
+    mlp_ratio: Optional[float] = None
+    qkv_bias: Optional[bool] = None
+    qk_scale: Optional[float] = None
+    attn_drop: Optional[float] = None
+    proj_drop: Optional[float] = None
+    drop_path: Optional[float] = None
+    pre_norm: Optional[bool] = None
+    shuffle_orders: Optional[bool] = None
+    compat: Optional[str] = None  # "main" | "v1.5.1": the block structure of Pointcept <= v1.5.1
+
+
+@dataclass
+class ParamGroupConfig:
+    keyword: str = ""  # parameters whose name contains this ...
+    lr_scale: float = 1.0  # ... train at optim.lr x lr_scale
 
 
 @dataclass
@@ -48,6 +79,8 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    # e.g. [{keyword: block, lr_scale: 0.1}]: first matching keyword wins; the rest use optim.lr
+    param_groups: List[ParamGroupConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +111,9 @@ class TrainConfig:
     grad_clip: Optional[float] = None
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    # Start from this pcseg checkpoint's model weights (not its optimizer or schedule); the
+    # classifier is kept when the classes match. Ignored when resuming an out_dir's last.pth.
+    init_from: Optional[str] = None
 
 
 @dataclass
@@ -124,6 +160,7 @@ CHOICES = {
     "train.amp": ("none", "fp16", "bf16"),
     "train.device": ("auto", "cpu", "cuda"),
     "wandb.mode": ("online", "offline", "disabled"),
+    "model.compat": (None, "main", "v1.5.1"),
 }
 
 

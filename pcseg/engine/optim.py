@@ -2,13 +2,36 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 from omegaconf import DictConfig
 
 
-def build_optimizer(cfg: DictConfig, params) -> torch.optim.Optimizer:
+def param_groups(cfg: DictConfig, named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> list[dict]:
+    """Parameter groups by name: ``optim.param_groups`` entries ``{keyword, lr_scale}`` take the
+    parameters whose name contains the keyword (first match wins), at ``optim.lr x lr_scale``;
+    everything else forms the first group at ``optim.lr``. Groups that match nothing are an
+    error, so a misspelt keyword cannot silently train everything at one rate."""
+    rules = list(cfg.optim.param_groups)
+    groups = [{"params": [], "lr": cfg.optim.lr, "keyword": None}]
+    groups += [{"params": [], "lr": cfg.optim.lr * r.lr_scale, "keyword": r.keyword} for r in rules]
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        hit = next((i for i, r in enumerate(rules) if r.keyword and r.keyword in name), None)
+        groups[0 if hit is None else hit + 1]["params"].append(p)
+    empty = [g["keyword"] for g in groups[1:] if not g["params"]]
+    if empty:
+        raise ValueError(f"optim.param_groups: no parameter name contains {empty}; "
+                         "check the keyword against the model's parameter names")
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg: DictConfig, named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``named_params`` (``module.named_parameters()``), grouped by :func:`param_groups`."""
     o = cfg.optim
+    params = param_groups(cfg, named_params)
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                                nesterov=o.nesterov and o.momentum > 0)
@@ -24,7 +47,7 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_ste
     total_steps = max(1, total_steps)
     if s.name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.optim.lr, total_steps=total_steps, pct_start=s.pct_start,
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps, pct_start=s.pct_start,
             anneal_strategy="cos", div_factor=s.div_factor, final_div_factor=s.final_div_factor,
             cycle_momentum=False)
     if s.name == "cosine":

@@ -20,14 +20,15 @@ from pcseg.data.classes import table as class_table
 from pcseg.data.dataset import SceneCacheDataset
 from pcseg.data.loader import build_loader
 from pcseg.data.sampler import ResumableSampler
-from pcseg.data.transforms import build_transforms, default_train_transforms, default_val_transforms
+from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
 from pcseg.engine.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
 from pcseg.engine.config import save_config
 from pcseg.engine.logger import MetricsWriter, get_logger
 from pcseg.engine.optim import build_optimizer, build_scheduler
+from pcseg.engine.pipelines import train_transform_list, val_transform_list
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
-from pcseg.models import build_model
+from pcseg.models.from_config import build_model_from_cfg
 from pcseg.models.losses import SegLoss, class_weights_from_histogram
 from pcseg.models.spconv_compat import set_conv_algo
 from pcseg.nc.ceco import CenterHead, WithCenterHead
@@ -50,17 +51,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def build_model_from_cfg(cfg: DictConfig) -> torch.nn.Module:
-    m = cfg.model
-    overrides: dict[str, Any] = {}
-    if m.channels is not None:
-        overrides["channels"] = tuple(m.channels)
-    if m.layers is not None:
-        overrides["layers"] = tuple(m.layers)
-    num_classes = class_table(cfg.data.label_set).num_classes
-    return build_model(m.name, num_classes=num_classes, in_channels=m.in_channels, preset=m.preset, **overrides)
-
-
 def read_manifest(root: Path) -> dict | None:
     path = root / "manifest.json"
     if not path.is_file():
@@ -68,17 +58,10 @@ def read_manifest(root: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def val_transform_list(cfg: DictConfig) -> list[dict]:
-    """The evaluation transforms: ``data.val_transforms`` or the standard test-mode recipe."""
-    d = cfg.data
-    return default_val_transforms(d.grid_size) if d.val_transforms is None else OmegaConf.to_container(d.val_transforms)
-
-
 def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDataset | None]:
     d = cfg.data
     root = Path(d.root)
-    train_tf = default_train_transforms(d.grid_size, d.point_max) if d.train_transforms is None \
-        else OmegaConf.to_container(d.train_transforms)
+    train_tf = train_transform_list(cfg)
     val_tf = val_transform_list(cfg)
     train = SceneCacheDataset(root, d.train_split, label_set=d.label_set, transforms=build_transforms(list(train_tf)),
                               seed=cfg.seed, loop=d.loop)
@@ -125,8 +108,11 @@ class Trainer:
             self.val_loader = build_loader(self.val_set, t.val_batch_size, shuffle=False, num_workers=nw,
                                            seed=cfg.seed, pin_memory=pin, sampler=shard)
 
-        self.model = build_model_from_cfg(cfg).to(self.device)
-        set_conv_algo(self.model, self.device)
+        self.model = build_model_from_cfg(cfg)
+        resuming = cfg.resume and (self.out_dir / "last.pth").is_file()
+        if t.init_from and not resuming:  # a resumed fine-tune continues from its own last.pth
+            self._init_from(Path(t.init_from))
+        self.model = set_conv_algo(self.model.to(self.device), self.device)
         self.center_head: CenterHead | None = None
         core: torch.nn.Module = self.model
         if cfg.ceco.enabled:
@@ -140,7 +126,7 @@ class Trainer:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False)
-        self.optimizer = build_optimizer(cfg, core.parameters())
+        self.optimizer = build_optimizer(cfg, core.named_parameters())
         # Everything the optimizer updates (segmentor and center head): clipped and checked together.
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
@@ -167,6 +153,35 @@ class Trainer:
                 "it is written by python data_prep/scannet200.py")
         counts = self.manifest["class_histogram"][self.cfg.data.label_set]["counts"]
         return class_weights_from_histogram(counts, kind)
+
+    def _init_from(self, path: Path) -> None:
+        """Start from another run's (or a converted) model weights; optimizer and schedule start fresh.
+
+        The point classifier is kept when the checkpoint was trained on the same classes and
+        re-initialised otherwise; any other missing, unexpected or differently shaped tensor is
+        an error that names them, since it means a different network.
+        """
+        ckpt = load_checkpoint(path, map_location="cpu")
+        if "model" not in ckpt:
+            raise ValueError(f"train.init_from={path} holds no 'model' weights (a pcseg checkpoint is needed; "
+                             "convert Pointcept checkpoints with python -m pcseg.convert)")
+        source = ckpt["model"]
+        target = self.model.state_dict()
+        same_classes = ckpt.get("label_set", self.cfg.data.label_set) == self.cfg.data.label_set and all(
+            k not in source or source[k].shape == v.shape for k, v in target.items() if k.startswith("head."))
+        if not same_classes:
+            source = {k: v for k, v in source.items() if not k.startswith("head.")}
+        missing = [k for k in target if k not in source and (same_classes or not k.startswith("head."))]
+        unexpected = [k for k in source if k not in target]
+        shapes = [f"{k} {tuple(source[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+                  if k in source and source[k].shape != v.shape]
+        if missing or unexpected or shapes:
+            raise ValueError(f"train.init_from={path} does not fit model.name={self.cfg.model.name}: "
+                             f"missing {missing[:8]}, unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}; "
+                             "use the model settings it was trained with")
+        self.model.load_state_dict(source, strict=False)
+        self.log.info("initialised from %s%s", path, "" if same_classes else
+                      " (classes differ: the point classifier starts fresh)")
 
     def _resume(self) -> None:
         path = self.out_dir / "last.pth"
@@ -312,7 +327,7 @@ class Trainer:
         max_steps = min(max_steps, self.total_steps)
         last_val: dict[str, Any] = {}
         self.log.info("training %s: %d scenes, %d steps/epoch x %d epochs, batch %d (x%d processes), device %s",
-                      self.cfg.model.preset, len(self.train_set), self.steps_per_epoch, t.epochs,
+                      f"{self.cfg.model.name}/{self.cfg.model.preset or 'default'}", len(self.train_set), self.steps_per_epoch, t.epochs,
                       self.batch_per_rank, self.dist.world_size, self.device)
         while self.step < max_steps:
             epoch, skip = divmod(self.step, self.steps_per_epoch)

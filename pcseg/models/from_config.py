@@ -1,0 +1,92 @@
+"""Models from a config or a checkpoint: the one place that turns ``model.*`` keys into a network.
+
+Training, evaluation, analysis, conversion and :func:`load_segmentor` all build through
+here, so a config key means the same thing everywhere and a mismatch between the input
+features and ``model.in_channels`` is caught before any data is touched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .segmentor import Segmentor
+
+# Config keys (``model.<key>``) each backbone family takes besides name/preset/in_channels.
+BACKBONE_KEYS: dict[str, tuple[str, ...]] = {
+    "spunet": ("channels", "layers"),
+    "ptv3": ("order", "stride", "enc_depths", "enc_channels", "enc_num_head", "enc_patch_size", "dec_depths",
+             "dec_channels", "dec_num_head", "dec_patch_size", "mlp_ratio", "qkv_bias", "qk_scale", "attn_drop",
+             "proj_drop", "drop_path", "pre_norm", "shuffle_orders", "compat"),
+}
+BACKBONE_KEYS["minkunet"] = BACKBONE_KEYS["spunet"]
+
+
+def model_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """Constructor overrides from ``model.*``: the keys that are set, checked against the backbone."""
+    m = cfg.model
+    name = str(m.name).lower()
+    if name not in BACKBONE_KEYS:
+        raise ValueError(f"model.name={m.name!r}: expected one of {sorted(BACKBONE_KEYS)}")
+    mine = BACKBONE_KEYS[name]
+    out: dict[str, Any] = {}
+    for key, keys in BACKBONE_KEYS.items():
+        for k in keys:
+            value = m.get(k)
+            if value is None:
+                continue
+            if k not in mine:
+                raise ValueError(f"model.{k} is a {key} setting, but model.name={m.name}: remove it "
+                                 f"(valid for {m.name}: {', '.join(mine)})")
+            out[k] = tuple(value) if OmegaConf.is_list(value) else value
+    return out
+
+
+def check_input_channels(cfg: DictConfig) -> None:
+    """``model.in_channels`` must equal the width of ``feat`` the data transforms produce."""
+    from pcseg.data.transforms import feature_channels
+    from pcseg.engine.pipelines import train_transform_list, val_transform_list
+
+    for key, transforms in (("data.train_transforms", train_transform_list(cfg)),
+                            ("data.val_transforms", val_transform_list(cfg))):
+        width = feature_channels(transforms)
+        if width is not None and width != cfg.model.in_channels:
+            source = key if cfg.data.get(key.split(".")[1]) is not None else f"data.feat_keys={list(cfg.data.feat_keys)}"
+            raise ValueError(f"the input features ({source}) have {width} channels but model.in_channels="
+                             f"{cfg.model.in_channels}: make them agree (coord, color and normal are 3 each)")
+
+
+def build_model_from_cfg(cfg: DictConfig, device: torch.device | str | None = "cpu") -> Segmentor:
+    """The segmentor ``cfg.model`` describes, for the classes of ``cfg.data.label_set``."""
+    from pcseg.data.classes import table as class_table
+
+    from . import build_model
+
+    check_input_channels(cfg)
+    num_classes = class_table(cfg.data.label_set).num_classes
+    return build_model(cfg.model.name, num_classes=num_classes, in_channels=cfg.model.in_channels,
+                       preset=cfg.model.preset, device=device, **model_overrides(cfg))
+
+
+def load_segmentor(path: str | Path, device: torch.device | str = "cpu") -> tuple[Segmentor, DictConfig]:
+    """A trained (or converted) pcseg checkpoint as ``(model, cfg)``: eval mode, on ``device``.
+
+    Call it as ``model(grid_coord, batch, feat)["logits"]``; ``cfg.data`` says which input
+    features it expects (``feat_keys``, ``color_range``, ``grid_size``).
+    """
+    from pcseg.engine.checkpoint import load_checkpoint
+    from pcseg.engine.config import load_config
+
+    from .spconv_compat import set_conv_algo
+
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
+        raise ValueError(f"{path} is not a pcseg checkpoint (no 'config' and 'model'); "
+                         "convert Pointcept checkpoints with python -m pcseg.convert")
+    cfg = load_config(ckpt["config"])
+    model = build_model_from_cfg(cfg, device)
+    model.load_state_dict(ckpt["model"])
+    device = torch.device(device)
+    return set_conv_algo(model.to(device), device).eval(), cfg
