@@ -1,4 +1,4 @@
-"""Models: spconv backbones, heads and the segmentor, plus the CPU shim for spconv."""
+"""Models: spconv backbones (SpUNet, PTv3), heads and the segmentor, plus the CPU shim for spconv."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from . import spconv_compat
 from .heads import LinearHead
+from .ptv3 import PTV3_PRESETS, PTv3
 from .segmentor import Segmentor
 from .spconv_compat import conv_algo, set_conv_algo
 from .spunet import SPUNET_PRESETS, SpUNet
@@ -21,9 +22,12 @@ __all__ = [
     "MODELS",
     "PRESETS",
     "LinearHead",
+    "PTv3",
     "Segmentor",
     "SpUNet",
     "build_model",
+    "build_model_from_cfg",
+    "load_segmentor",
     "conv_algo",
     "set_conv_algo",
     "spconv_compat",
@@ -33,12 +37,14 @@ __all__ = [
 MODELS: dict[str, type[nn.Module]] = {
     "spunet": SpUNet,
     "minkunet": SpUNet,
+    "ptv3": PTv3,
 }
 
 # Backbone name -> (preset name -> constructor kwargs, default preset).
 PRESETS: dict[str, tuple[dict[str, dict[str, Any]], str]] = {
     "spunet": (SPUNET_PRESETS, "minkunet34c"),
     "minkunet": (SPUNET_PRESETS, "minkunet34c"),
+    "ptv3": (PTV3_PRESETS, "scannet200"),
 }
 
 
@@ -71,3 +77,6 @@ def build_model(
     if device is not None:
         model = model.to(device)
     return model
+
+
+from .from_config import build_model_from_cfg, load_segmentor  # noqa: E402  (uses build_model above)

@@ -1,6 +1,6 @@
 """The single place where spconv is adapted to run on CPU.
 
-Three gaps exist in spconv 2.3 when no GPU is present:
+Four gaps exist in spconv 2.3 when no GPU is present:
 
 * The CPU build only implements ``ConvAlgo.Native``; the GPU builds default to
   implicit-GEMM kernels, which cannot run on CPU tensors. The algorithm is a
@@ -16,6 +16,12 @@ Three gaps exist in spconv 2.3 when no GPU is present:
   values: CPU results are silently wrong and run-to-run different.
   :func:`install` routes that one call through ``torch.index_add_``, which is
   exact and about as fast. CUDA tensors never reach it.
+* A conv with a bias refuses CPU tensors in eval mode ("cpu don't support act
+  and bias": the inference path fuses the bias into a GPU-only kernel), while
+  the training path adds the bias after the conv and works anywhere.
+  :func:`install` makes eval-mode CPU calls take that same route (conv without
+  bias, then ``+ bias``), so eval and training give identical numbers; fused
+  activations stay unsupported on CPU, GPU calls are untouched.
 
 Nothing else in the package should patch spconv.
 """
@@ -36,6 +42,7 @@ from spconv.core import ConvAlgo
 from spconv.core_cc.csrc.sparse.all import SpconvOps as _SpconvOps
 from spconv.cppconstants import CPU_ONLY_BUILD
 from spconv.pytorch.conv import SparseConvolution
+from spconv.pytorch.core import SparseConvTensor
 
 __all__ = [
     "ConvAlgo",
@@ -101,8 +108,41 @@ _ORIGINAL_SCATTER = _SpconvOps.__dict__["scatter_add_cpu"]
 _SAFE_SCATTER = staticmethod(scatter_add_rows)
 
 
+_ORIGINAL_CONV_FORWARD = SparseConvolution.__dict__["forward"]
+
+
+def _conv_forward_cpu_bias(
+    self: SparseConvolution, input: SparseConvTensor, add_input: SparseConvTensor | None = None
+) -> SparseConvTensor:
+    """``SparseConvolution.forward`` that adds the bias outside the kernel for CPU inference.
+
+    Mirrors spconv's training path exactly: conv, ``+ bias``, then ``+ add_input``.
+    """
+    if (
+        self.bias is None
+        or self.training
+        or input.features.is_cuda
+        or self.act_type != tv.gemm.Activation.None_
+        or input.is_quantized
+    ):
+        return _ORIGINAL_CONV_FORWARD(self, input, add_input)
+    out = self._conv_forward(
+        False,
+        input,
+        self.weight,
+        None,
+        None,
+        name=self.name,
+        sparse_unique_name=self._sparse_unique_name,
+    )
+    feat = out.features + self.bias
+    if add_input is not None:
+        feat = feat + add_input.features
+    return out.replace_feature(feat)
+
+
 def install() -> None:
-    """Apply the stream and scatter fixes (idempotent); see the module docstring.
+    """Apply the stream, scatter and CPU-bias fixes (idempotent); see the module docstring.
 
     Modules imported later pick the patched stream lookup up from ``cppcore``.
     """
@@ -111,6 +151,7 @@ def install() -> None:
     # ``ops`` looks the kernel up on the class at call time, so replacing the
     # class attribute reaches every caller.
     _SpconvOps.scatter_add_cpu = _SAFE_SCATTER
+    SparseConvolution.forward = _conv_forward_cpu_bias
 
 
 def uninstall() -> None:
@@ -118,13 +159,15 @@ def uninstall() -> None:
     for mod in _spconv_modules():
         setattr(mod, _STREAM_ATTR, _ORIGINAL_STREAM_FN)
     _SpconvOps.scatter_add_cpu = _ORIGINAL_SCATTER
+    SparseConvolution.forward = _ORIGINAL_CONV_FORWARD
 
 
 def is_installed() -> bool:
-    """Whether the conv ops currently see both fixes."""
+    """Whether the conv ops currently see all the fixes."""
     return (
         getattr(_ops, _STREAM_ATTR) is _stream_or_null
         and _SpconvOps.__dict__["scatter_add_cpu"] is _SAFE_SCATTER
+        and SparseConvolution.__dict__["forward"] is _conv_forward_cpu_bias
     )
 
 
