@@ -62,7 +62,11 @@ class ModelConfig:
     drop_path: Optional[float] = None
     pre_norm: Optional[bool] = None
     shuffle_orders: Optional[bool] = None
-    compat: Optional[str] = None  # "main" | "v1.5.1": the block structure of Pointcept <= v1.5.1
+    # The Pointcept release the weights come from: main (>= v1.6) | v1.5.2 | v1.5.1 (see pcseg.models.ptv3)
+    compat: Optional[str] = None
+    # Patches of scenes shorter than a patch: flash (each scene alone, how the published weights
+    # were trained) | non_flash (Pointcept's fallback: patch = the smallest scene of the batch)
+    patch_rule: Optional[str] = None
 
 
 @dataclass
@@ -160,7 +164,8 @@ CHOICES = {
     "train.amp": ("none", "fp16", "bf16"),
     "train.device": ("auto", "cpu", "cuda"),
     "wandb.mode": ("online", "offline", "disabled"),
-    "model.compat": (None, "main", "v1.5.1"),
+    "model.compat": (None, "main", "v1.5.2", "v1.5.1"),
+    "model.patch_rule": (None, "flash", "non_flash"),
 }
 
 

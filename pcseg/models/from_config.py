@@ -19,7 +19,7 @@ BACKBONE_KEYS: dict[str, tuple[str, ...]] = {
     "spunet": ("channels", "layers"),
     "ptv3": ("order", "stride", "enc_depths", "enc_channels", "enc_num_head", "enc_patch_size", "dec_depths",
              "dec_channels", "dec_num_head", "dec_patch_size", "mlp_ratio", "qkv_bias", "qk_scale", "attn_drop",
-             "proj_drop", "drop_path", "pre_norm", "shuffle_orders", "compat"),
+             "proj_drop", "drop_path", "pre_norm", "shuffle_orders", "compat", "patch_rule"),
 }
 BACKBONE_KEYS["minkunet"] = BACKBONE_KEYS["spunet"]
 
