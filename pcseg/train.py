@@ -1,6 +1,11 @@
-"""``python -m pcseg.train --cfg FILE [--resume] [key=value ...]``: train a segmentation model.
+"""``python -m pcseg.train --cfg FILE [key=value ...]``: train a segmentation model.
 
-Runs single-process or under ``torchrun`` (DDP); only rank 0 writes files.
+Runs single-process, under ``torchrun`` or as one ``srun`` task per GPU (DDP); only rank 0
+writes files. An ``out_dir`` holding a ``last.pth`` of the same config is continued.
+
+Exit codes: 0 done; 2 a user error (config, data, checkpoint); 3 the loss or gradients
+became NaN/inf; 4 another process failed or stopped answering; 75 stopped by SIGUSR1 or
+SIGTERM with the state saved (run the same command again, e.g. after a requeue).
 """
 from __future__ import annotations
 
@@ -9,11 +14,14 @@ import sys
 
 from pcseg.engine.config import ConfigError, load_config
 
+EXIT_STOPPED = 75  # EX_TEMPFAIL: try again (the SLURM scripts requeue on it)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pcseg.train", description=__doc__)
     p.add_argument("--cfg", required=True, help="YAML config (may inherit with _base_)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pth (same as resume=true)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/last.pth (the default whenever it exists; kept for scripts)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=PATH train.epochs=10")
     return p.parse_args(argv)
 
@@ -26,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     from pcseg.engine import distributed as D
-    from pcseg.engine.trainer import Trainer, TrainingDiverged
+    from pcseg.engine.trainer import StopRequested, Trainer, TrainingDiverged
 
-    info = D.init_distributed(cfg.train.device)
+    info = D.init_distributed(cfg.train.device, cfg.dist.timeout_s)
     try:
         try:
             trainer = Trainer(cfg, info)
@@ -39,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except StopRequested as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
+    except RuntimeError as exc:
+        if not (info.enabled and D.is_collective_failure(exc)):
+            raise
+        print(f"error: process {info.rank} of {info.world_size} lost the others ({D.describe_failure(exc)}); "
+              "another process probably died: its log says why. Within dist.timeout_s "
+              f"({cfg.dist.timeout_s:g} s) every process stops.", file=sys.stderr)
+        return 4
     finally:
         D.cleanup()
     return 0

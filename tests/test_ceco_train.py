@@ -65,16 +65,15 @@ def test_center_head_only_reads_the_features(ceco_run) -> None:
 
 def test_ceco_run_resumes_with_its_head(ceco_run, small_caches, tmp_path) -> None:
     cfg, _, out = ceco_run
-    cfg2 = load_config(CFG, tiny_overrides(small_caches, out, **{"ceco.dim": 199, "train.epochs": 3,
-                                                                 "resume": "true"}))
+    cfg2 = load_config(CFG, tiny_overrides(small_caches, out, **{"ceco.dim": 199, "train.epochs": 2}))
     t = Trainer(cfg2)
     ckpt = load_checkpoint(out / "last.pth")
     for k, v in ckpt["center_head"].items():
         assert torch.equal(t.center_head.state_dict()[k], v), k
     plain = load_config(REPO / "configs" / "synthetic_base.yaml", tiny_overrides(small_caches, tmp_path))
     Trainer(plain).fit()
-    with pytest.raises(ValueError, match="without CeCo"):
-        Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, resume="true")))
+    with pytest.raises(ValueError, match="ceco.enabled: False -> True"):  # never continued by another setup
+        Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path)))
 
 
 def test_analyze_writes_every_metric(ceco_run, tmp_path) -> None:

@@ -195,21 +195,34 @@ def test_fp16_skipped_step_does_not_advance_the_schedule(small_caches, tmp_path)
             assert torch.equal(trainer.model.state_dict()[k], v), k
 
 
-def test_fp16_resume_from_a_run_without_scaler_state(small_caches, tmp_path, capsys) -> None:
+def test_fp16_resume_from_a_run_without_scaler_state(small_caches, tmp_path) -> None:
     """A checkpoint saved without fp16 has an empty scaler state; an fp16 resume starts a fresh scale."""
     common = {"train.eval_every": 0, "train.epochs": 2}
     Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common, **{"train.max_steps": 1}))).fit()
-    assert load_checkpoint(tmp_path / "last.pth")["scaler"] == {}
-    trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common)))
+    ckpt = load_checkpoint(tmp_path / "last.pth")
+    assert ckpt["scaler"] == {}
+    trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common)))  # continues it
+    assert trainer.step == 1
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=512.0)  # an enabled scaler, as on a GPU
-    trainer.cfg.resume = True
-    trainer._resume()
+    trainer._resume(ckpt)
     assert trainer.step == 1 and trainer.scaler.get_scale() == 512.0
-    # a checkpoint that does not fit the model is a user error with a message, not a traceback
-    code = train_cli.main(["--cfg", str(CFG), "--resume", *tiny_overrides(
-        small_caches, tmp_path, **common, **{"model.preset": "minkunet14a", "model.channels": "null"})])
+
+
+def test_out_dir_of_another_run_is_not_continued(small_caches, tmp_path, capsys) -> None:
+    """A last.pth from different settings is never mixed in: the error names the keys, and the
+    folder is left as it was (config.yaml included)."""
+    common = {"train.eval_every": 0, "train.epochs": 2, "train.max_steps": 1}
+    Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **common))).fit()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code = train_cli.main(["--cfg", str(CFG), *tiny_overrides(small_caches, tmp_path, **common, **{
+        "optim.lr": 0.5, "model.channels": "[8,8,8,8,8,8,8,8]"})])
     err = capsys.readouterr().err
-    assert code == 2 and "does not fit this config" in err and "Traceback" not in err
+    assert code == 2 and "optim.lr: 0.002 -> 0.5" in err and "model.channels" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    # what may change between a run and its continuation: stopping point, logging, data location
+    t = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **dict(common, **{
+        "train.max_steps": 3, "train.log_every": 7, "data.num_workers": 1}))))
+    assert t.step == 1
 
 
 def test_removed_ignore_index_key_says_why(tmp_path, capsys) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from functools import partial
 
 import numpy as np
@@ -24,6 +25,11 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     this covers any library code that still uses the global generators.
     """
     worker_seed = _derived_seed(seed, rank, worker_id)
+    # A stop request (SIGUSR1/SIGTERM, e.g. from SLURM to the whole job step) is the main
+    # process's to handle: it finishes the step and saves. A worker killed by it first would
+    # make the main process fail instead.
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     np.random.seed(worker_seed % 2**32)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)

@@ -118,6 +118,14 @@ class TrainConfig:
     # Start from this pcseg checkpoint's model weights (not its optimizer or schedule); the
     # classifier is kept when the classes match. Ignored when resuming an out_dir's last.pth.
     init_from: Optional[str] = None
+    sync_bn: bool = False  # BatchNorm statistics over all processes' batches (DDP)
+
+
+@dataclass
+class DistConfig:
+    # Seconds a collective waits for the other processes; after that (a rank died or hangs)
+    # every process fails instead of waiting forever.
+    timeout_s: float = 1800.0
 
 
 @dataclass
@@ -154,6 +162,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ceco: CecoConfig = field(default_factory=CecoConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 CHOICES = {
@@ -280,6 +289,38 @@ def load_config(path: str | Path | dict | None, overrides: list[str] | None = No
         if value not in allowed:
             raise ConfigError(f"config key '{key}' is {value!r}; expected one of {list(allowed)}")
     return cfg
+
+
+# Keys that may change between a run and its resumption: where things are, how much is
+# logged, when to stop. Any other difference would silently mix two experiments.
+RESUME_FREE_KEYS = ("resume", "out_dir", "data.root", "data.num_workers", "train.max_steps", "train.progress",
+                    "train.log_every", "train.eval_every", "train.val_batch_size", "train.device",
+                    "train.init_from", "dist", "wandb")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def resume_differences(stored: dict, cfg: DictConfig) -> list[str]:
+    """``key: stored -> now`` for every setting that differs from a checkpoint's config,
+    except :data:`RESUME_FREE_KEYS` (and their sub-keys)."""
+    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    # the stored config goes through the schema too, so defaults added later compare equal
+    then = _flatten(OmegaConf.to_container(load_config(stored), resolve=True))
+    free = tuple(RESUME_FREE_KEYS)
+    diffs = []
+    for key in sorted(set(now) | set(then)):
+        if any(key == f or key.startswith(f + ".") for f in free):
+            continue
+        if now.get(key) != then.get(key):
+            diffs.append(f"{key}: {then.get(key)!r} -> {now.get(key)!r}")
+    return diffs
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:

@@ -7,6 +7,8 @@ RNGs) goes into ``last.pth`` atomically; the data order of an epoch is a functio
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,10 @@ from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
 from pcseg.engine.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
-from pcseg.engine.config import save_config
+from pcseg.engine.config import resume_differences, save_config
 from pcseg.engine.logger import MetricsWriter, get_logger
 from pcseg.engine.optim import build_optimizer, build_scheduler
+from pcseg.engine.sync_bn import convert_sync_bn
 from pcseg.engine.pipelines import train_transform_list, val_transform_list
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models.from_config import build_model_from_cfg
@@ -41,6 +44,19 @@ def _upper(cos: np.ndarray) -> np.ndarray:
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is left untouched."""
+
+
+class StopRequested(RuntimeError):
+    """SIGUSR1/SIGTERM arrived (e.g. before a SLURM time limit): ``last.pth`` holds the state after
+    the last finished step, and a new run in the same out_dir continues from it."""
+
+    def __init__(self, signum: int, step: int, path: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; {path} holds the state, "
+                         "the same command continues the run")
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,6 +94,9 @@ class Trainer:
         self.dist = dist or D.current()
         self.device = resolve_device(cfg.train.device)
         self.out_dir = Path(cfg.out_dir)
+        # An out_dir with a last.pth is continued automatically, but only by the same experiment:
+        # checked before anything in the folder is touched.
+        self._resume_state = self._previous_run(self.out_dir / "last.pth")
         self.log = get_logger(self.out_dir, self.dist.is_main)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,8 +128,9 @@ class Trainer:
                                            seed=cfg.seed, pin_memory=pin, sampler=shard)
 
         self.model = build_model_from_cfg(cfg)
-        resuming = cfg.resume and (self.out_dir / "last.pth").is_file()
-        if t.init_from and not resuming:  # a resumed fine-tune continues from its own last.pth
+        if t.sync_bn and self.dist.enabled:
+            self.model = convert_sync_bn(self.model, self.device)
+        if t.init_from and self._resume_state is None:  # a resumed fine-tune continues from its own last.pth
             self._init_from(Path(t.init_from))
         self.model = set_conv_algo(self.model.to(self.device), self.device)
         self.center_head: CenterHead | None = None
@@ -139,8 +159,12 @@ class Trainer:
         self.step = 0
         self.best_miou = -1.0
         self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
-        if cfg.resume:
-            self._resume()
+        if self._resume_state is not None:
+            self._resume(self._resume_state)
+            self._resume_state = None  # no second copy of the weights in memory
+        elif cfg.resume:
+            self.log.info("resume requested but %s does not exist: starting from scratch", self.out_dir / "last.pth")
+        self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------ set-up helpers
     def _class_weights(self) -> torch.Tensor | None:
@@ -183,12 +207,25 @@ class Trainer:
         self.log.info("initialised from %s%s", path, "" if same_classes else
                       " (classes differ: the point classifier starts fresh)")
 
-    def _resume(self) -> None:
-        path = self.out_dir / "last.pth"
+    def _previous_run(self, path: Path) -> dict[str, Any] | None:
+        """The checkpoint to continue from, if ``path`` exists; an error if it was written with
+        other settings (see ``RESUME_FREE_KEYS`` for what may change)."""
         if not path.is_file():
-            self.log.info("resume requested but %s does not exist: starting from scratch", path)
-            return
+            return None
         ckpt = load_checkpoint(path, map_location="cpu")
+        self._check_same_run(path, ckpt)
+        return ckpt
+
+    def _check_same_run(self, path: Path, ckpt: dict[str, Any]) -> None:
+        stored = ckpt.get("config")
+        diffs = resume_differences(stored, self.cfg) if isinstance(stored, dict) else ["(no config stored)"]
+        if diffs:
+            raise ValueError(f"{path} belongs to a run with other settings, so it is not continued:\n  "
+                             + "\n  ".join(diffs[:20]) + f"\nuse another out_dir (or move {path} away) for a new "
+                             "run, or restore those values to continue this one")
+
+    def _resume(self, ckpt: dict[str, Any]) -> None:
+        path = self.out_dir / "last.pth"
         if self.center_head is not None and "center_head" not in ckpt:
             raise ValueError(f"{path} was trained without CeCo but ceco.enabled=true; start a new out_dir")
         try:
@@ -208,6 +245,9 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         rng = ckpt["rng"][self.dist.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
+        if isinstance(ckpt["rng"], list) and len(ckpt["rng"]) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(ckpt['rng'])} processes; resume it with the same number "
+                             f"(now {self.dist.world_size})")
         set_rng_state(rng)
         self.log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
 
@@ -263,13 +303,6 @@ class Trainer:
                     center_cos_std=out["ceco_center_cos_std"])
         return seg + self.cfg.ceco.weight * out["ceco_loss"], logs
 
-    def _all_ranks(self, ok: bool) -> bool:
-        """True only if ``ok`` holds on every rank, so all ranks take the same branch."""
-        flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item() == 1.0)
-
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(
             f"{what} at step {self.step + 1} (epoch {self.step // self.steps_per_epoch}); the weights were not "
@@ -283,14 +316,14 @@ class Trainer:
             extra = {"segment": batch["segment"]} if self.center_head is not None else {}
             out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], **extra)
             loss, logs = self.compute_loss(out, batch)
-        if not self._all_ranks(bool(torch.isfinite(loss.detach()))):
+        if not D.all_ranks(bool(torch.isfinite(loss.detach())), self.device):
             raise self._diverged(f"non-finite loss ({float(loss.detach())})")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # no-op unless fp16
         # The total norm of every gradient the optimizer uses (clipped when train.grad_clip is set).
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip or float("inf"))
-        finite = self._all_ranks(bool(torch.isfinite(norm)))
+        finite = D.all_ranks(bool(torch.isfinite(norm)), self.device)
         if not self.scaler.is_enabled() and not finite:
             raise self._diverged(f"non-finite gradient (norm {float(norm)}) from a finite loss")
         # fp16: the scaler skips the step on inf/NaN gradients and lowers its scale; the schedule
@@ -326,6 +359,37 @@ class Trainer:
         max_steps = t.max_steps if t.max_steps is not None else self.total_steps
         max_steps = min(max_steps, self.total_steps)
         last_val: dict[str, Any] = {}
+        previous = self._install_stop_handlers()
+        try:
+            return self._fit(max_steps, last_val)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.metrics.close()
+
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """SIGUSR1/SIGTERM only set a flag; the loop stops at the next step boundary (all ranks
+        together) and saves. Signal handlers can only be set from the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+
+        return {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+
+    def _stop_if_requested(self) -> None:
+        flag = -1 if self._stop_signal is None else int(self._stop_signal)
+        signum = D.max_over_ranks(flag, self.device)
+        if signum < 0:
+            return
+        self.save("last.pth")
+        self.log.info("stop requested (%s): saved %s at step %d", signal.Signals(signum).name,
+                      self.out_dir / "last.pth", self.step)
+        raise StopRequested(signum, self.step, self.out_dir / "last.pth")
+
+    def _fit(self, max_steps: int, last_val: dict[str, Any]) -> dict[str, Any]:
+        t = self.cfg.train
         self.log.info("training %s: %d scenes, %d steps/epoch x %d epochs, batch %d (x%d processes), device %s",
                       f"{self.cfg.model.name}/{self.cfg.model.preset or 'default'}", len(self.train_set), self.steps_per_epoch, t.epochs,
                       self.batch_per_rank, self.dist.world_size, self.device)
@@ -348,6 +412,7 @@ class Trainer:
                     rec = {"type": "train", "step": self.step, "epoch": epoch, "lr": lr, "it_per_s": rate}
                     rec.update({k: D.all_reduce_mean(v, self.device) for k, v in logs.items()})
                     self.metrics.log(rec)
+                self._stop_if_requested()
                 if self.step >= max_steps:
                     break
             bar.close()
@@ -363,7 +428,6 @@ class Trainer:
             if improved:
                 self.save("best.pth", state)
             self.save("last.pth", state)
-        self.metrics.close()
         return last_val
 
     # ------------------------------------------------------------------ validation
