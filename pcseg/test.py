@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="write <scene>_pred.ply and <scene>_error.ply per scene")
     p.add_argument("--out", type=Path, default=None, help="folder for metrics_<split>.json (default: the checkpoint's)")
     p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.root=PATH train.device=cpu")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def config_from(args: argparse.Namespace, ckpt: dict[str, Any]) -> DictConfig:

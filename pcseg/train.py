@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT_DIR/last.pth (the default whenever it exists; kept for scripts)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=PATH train.epochs=10")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,28 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: the gradient of a sum over ranks is the sum over
+    ranks of the incoming gradients (every rank's loss depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    return _SumOverRanks.apply(x)
 
 
 class AllReduceBatchNorm1d(nn.BatchNorm1d):
@@ -25,12 +45,12 @@ class AllReduceBatchNorm1d(nn.BatchNorm1d):
         xf = x.float()
         c = xf.shape[1]
         # Two passes (mean, then centred squares) for the same accuracy as a local BatchNorm.
-        stats = dist_fn.all_reduce(torch.cat([xf.sum(0), xf.new_tensor([xf.shape[0]])]))
+        stats = sum_over_ranks(torch.cat([xf.sum(0), xf.new_tensor([xf.shape[0]])]))
         n = stats[c]
         if n.item() < 2:
             raise ValueError("sync BatchNorm needs at least 2 rows over all processes")
         mean = stats[:c] / n
-        var = dist_fn.all_reduce((xf - mean).square().sum(0)) / n  # biased, as BatchNorm normalises
+        var = sum_over_ranks((xf - mean).square().sum(0)) / n  # biased, as BatchNorm normalises
         y = (xf - mean) * torch.rsqrt(var + self.eps)
         if self.affine:
             y = y * self.weight + self.bias

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Evaluate a checkpoint (and optionally write a submission) with one process per GPU, or on the CPU.
+#
+#   launch/test.sh CKPT [pcseg.test arguments]   e.g. launch/test.sh runs/x/best.pth --split val --tta rot4
+#
+# NPROC and PYTHON as in launch/train.sh. Scenes are split across the processes and the
+# confusion matrices summed, so the metrics equal a single-process run.
+set -euo pipefail
+if [ $# -lt 1 ]; then
+    echo "usage: launch/test.sh CKPT [pcseg.test arguments]" >&2
+    exit 2
+fi
+ckpt=$1
+shift
+PY=${PYTHON:-python}
+gpus=$("$PY" -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+nproc=${NPROC:-$(( gpus > 0 ? gpus : 1 ))}
+extra=()
+if [ "$gpus" -eq 0 ]; then
+    extra=(train.device=cpu)
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
+exec "$PY" -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node "$nproc" \
+    -m pcseg.test --ckpt "$ckpt" "$@" "${extra[@]}"
