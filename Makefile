@@ -2,6 +2,7 @@
 #   make setup   create .venv and install the CPU stack (once; redone when pyproject.toml changes)
 #   make test    setup + the test suite
 #   make demo    setup + the synthetic end-to-end pipeline on CPU
+#   make test-slurm  launch/slurm scripts on a real single-node SLURM cluster (installs slurm-wlm; root)
 # GPU users pick their builds, e.g.:
 #   make setup TORCH_SPEC="torch==2.4.1 --index-url https://download.pytorch.org/whl/cu121" EXTRAS=cu121,test
 PYTHON ?= python3
@@ -12,7 +13,7 @@ comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-slurm demo clean
 
 setup: $(STAMP)
 
@@ -25,6 +26,9 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+test-slurm: setup
+	bash tests/slurm/run.sh
 
 demo: setup
 	$(PY) -m pcseg.demo --out runs/demo
