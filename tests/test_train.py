@@ -76,6 +76,8 @@ def test_config_errors_name_the_key(tmp_path, capsys) -> None:
     assert train_cli.main(["--cfg", str(CFG), "train.epoch=3"]) == 2
     err = capsys.readouterr().err
     assert "train.epoch" in err and "train.epochs" in err
+    assert train_cli.main(["--cfg", str(CFG), "train.lr=0.1"]) == 2
+    assert "closest valid name: 'optim.lr'" in capsys.readouterr().err  # the full dotted key, not the section
     assert train_cli.main(["--cfg", str(CFG), "train.batch_size=two"]) == 2
     assert "train.batch_size" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"

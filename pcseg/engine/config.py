@@ -218,18 +218,29 @@ def _all_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+def closest_key(key: str) -> str | None:
+    """The valid dotted key a mistyped one most likely meant: a key whose last part is the
+    same (``train.lr`` -> ``optim.lr``), else the most similar full key (``train.epoch`` ->
+    ``train.epochs``). Section names alone are never suggested for a leaf."""
+    structured = OmegaConf.structured(Config)
+    valid = [k for k in _all_keys(structured) if not isinstance(OmegaConf.select(structured, k), DictConfig)]
+    leaf = key.split(".")[-1]
+    same_leaf = [k for k in valid if k.split(".")[-1] == leaf]
+    if same_leaf:
+        return max(same_leaf, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio())
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    leaves = difflib.get_close_matches(leaf, [k.split(".")[-1] for k in valid], n=1)
+    return next((k for k in valid if leaves and k.split(".")[-1] == leaves[0]), None)
+
+
 def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
     key = getattr(exc, "full_key", None) or "?"
     msg = str(exc).split("\n")[0]
     if not isinstance(exc, ConfigKeyError):
         return ConfigError(f"{source}: invalid value for config key '{key}': {msg}")
-    valid = _all_keys(OmegaConf.structured(Config))
-    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-    if not close:
-        leaf = str(key).split(".")[-1]
-        close = [k for k in valid if k.split(".")[-1] == leaf][:1] or difflib.get_close_matches(
-            leaf, [k.split(".")[-1] for k in valid], n=1)
-    hint = f"; closest valid name: '{close[0]}'" if close else ""
+    hint = f"; closest valid name: '{closest_key(str(key))}'" if closest_key(str(key)) else ""
     return ConfigError(f"{source}: unknown config key '{key}'{hint}")
 
 
