@@ -12,13 +12,7 @@ if [ $# -lt 1 ]; then
 fi
 ckpt=$1
 shift
-PY=${PYTHON:-python}
-gpus=$("$PY" -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
-nproc=${NPROC:-$(( gpus > 0 ? gpus : 1 ))}
-extra=()
-if [ "$gpus" -eq 0 ]; then
-    extra=(train.device=cpu)
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-fi
-exec "$PY" -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node "$nproc" \
-    -m pcseg.test --ckpt "$ckpt" "$@" "${extra[@]}"
+# shellcheck source=_local.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_local.sh"
+exec "$PY" -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node "$NPROC_EFFECTIVE" \
+    -m pcseg.test --ckpt "$ckpt" "$@" "${DEVICE_ARGS[@]}"

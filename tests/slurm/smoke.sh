@@ -12,12 +12,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=cluster.sh
 source "$HERE/cluster.sh"
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pcseg-slurm-smoke.XXXXXX")
 CLUSTER=$WORK/cluster
 T_START=$EPOCHREALTIME
 
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "smoke: [$(elapsed "$T_START")s] $*"; }
 fail() {
     echo "smoke: FAIL: $*" >&2
@@ -47,16 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Wait until COMMAND succeeds, polling every 0.1 s, or fail after TIMEOUT seconds.
-wait_for() {
-    local timeout=$1 what=$2 t0=$EPOCHREALTIME
-    shift 2
-    until "$@"; do
-        awk -v a="$t0" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }' \
-            && fail "timed out after ${timeout}s waiting for: $what"
-        sleep 0.1
-    done
-}
 
 job_field() {  # job_field JOB KEY -> the value of KEY= in `scontrol show job`
     scontrol -o show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1

@@ -12,13 +12,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=cluster.sh
 source "$HERE/cluster.sh"
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 export PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$PYTHON" ] || { echo "slurm-train: $PYTHON not found: run make setup first" >&2; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pcseg-slurm-train.XXXXXX")
 CLUSTER=$WORK/cluster
 T0=$EPOCHREALTIME
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "slurm-train: [$(elapsed "$T0")s] $*"; }
 fail() {
     echo "slurm-train: FAIL: $*" >&2
@@ -36,15 +37,6 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-wait_for() {  # wait_for TIMEOUT WHAT COMMAND...
-    local timeout=$1 what=$2 t=$EPOCHREALTIME
-    shift 2
-    until "$@"; do
-        awk -v a="$t" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }' \
-            && fail "timed out after ${timeout}s waiting for: $what"
-        sleep 0.2
-    done
-}
 job_state() {  # the last state of JOB in the completion log (scontrol forgets finished jobs fast)
     grep "JobId=$1 " "$CLUSTER/log/jobcomp.log" 2>/dev/null | tail -n 1 | tr ' ' '\n' | sed -n 's/^JobState=//p'
 }
