@@ -248,7 +248,7 @@ def test_interrupted_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> Non
         (Path(scene_dir) / "half.ply").write_bytes(b"ply")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(syn, "write_scene", boom)
+    monkeypatch.setattr(syn.release, "write_scene", boom)  # write_release looks it up there
     with pytest.raises(KeyboardInterrupt):
         syn.write_release(tmp_path, 1, seed=0, size="small")
     assert list((tmp_path / "scans").iterdir()) == []
