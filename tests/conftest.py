@@ -51,3 +51,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ddp_train_rank(rank: int, world: int, port: int, cfg: str, overrides: list[str], out: str) -> None:
+    """One gloo DDP process (for ``torch.multiprocessing.spawn``): train ``cfg`` with ``overrides``,
+    then save this rank's segmentor and center head weights and its step to ``out/rank<r>.pt``."""
+    from pcseg.engine import distributed as D
+    from pcseg.engine.config import load_config
+    from pcseg.engine.trainer import Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    info = D.init_distributed("cpu")
+    try:
+        trainer = Trainer(load_config(cfg, overrides), info)
+        trainer.fit()
+        head = trainer.center_head.state_dict() if trainer.center_head is not None else {}
+        torch.save({"model": trainer.model.state_dict(), "center_head": head, "step": trainer.step},
+                   Path(out) / f"rank{rank}.pt")
+    finally:
+        D.cleanup()

@@ -16,7 +16,7 @@ from pcseg import test as test_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
 from pcseg.engine.trainer import Trainer
-from tests.conftest import REPO, free_port, tiny_overrides
+from tests.conftest import REPO, ddp_train_rank, free_port, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_ptv3.yaml"
 
@@ -64,26 +64,12 @@ def test_ptv3_test_with_tta_and_fragments_and_analyze(ptv3_ceco_run, small_cache
     assert nc["nc1"] is not None and nc["equiangularity_classifier"] is not None
 
 
-def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
-    from pcseg.engine import distributed as D
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    info = D.init_distributed("cpu")
-    try:
-        trainer = Trainer(load_config(CFG, overrides), info)
-        trainer.fit()
-        torch.save({n: p.detach() for n, p in trainer.model.named_parameters()}, Path(out) / f"rank{rank}.pt")
-    finally:
-        D.cleanup()
-
-
 def test_ptv3_ddp_two_processes(small_caches, tmp_path) -> None:
     overrides = _ptv3_overrides(small_caches, tmp_path / "run", **{"train.epochs": 1, "train.eval_every": 0})
-    mp.spawn(_ddp_worker, args=(2, free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    mp.spawn(ddp_train_rank, args=(2, free_port(), str(CFG), overrides, str(tmp_path)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt")["model"] for r in (0, 1))
+    params = [k for k in a if "running_" not in k and "num_batches" not in k]  # BatchNorm stats are per rank
+    assert params and all(torch.equal(a[k], b[k]) for k in params)
 
 
 def test_finetune_a_converted_pointcept_checkpoint_with_ceco(small_caches, tmp_path) -> None:

@@ -13,7 +13,7 @@ from pcseg import train as train_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
 from pcseg.engine.trainer import Trainer, TrainingDiverged
-from tests.conftest import REPO, tiny_overrides, free_port
+from tests.conftest import REPO, ddp_train_rank, free_port, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
 
@@ -101,28 +101,13 @@ def test_resolved_config_is_saved(small_caches, tmp_path) -> None:
     assert saved.seed == 7 and saved.train.max_steps == 1 and saved.data.root == str(small_caches)
 
 
-def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
-    from pcseg.engine import distributed as D
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    info = D.init_distributed("cpu")
-    try:
-        trainer = Trainer(load_config(REPO / "configs" / "synthetic_nc.yaml", overrides), info)
-        trainer.fit()
-        torch.save({"model": trainer.model.state_dict(), "center_head": trainer.center_head.state_dict(),
-                    "step": trainer.step}, Path(out) / f"rank{rank}.pt")
-    finally:
-        D.cleanup()
-
-
 def test_ddp_two_processes_gloo_with_ceco(small_caches, tmp_path) -> None:
     """Two gloo processes train CeCo inside the trainer: same weights on both ranks afterwards
     (segmentor and center head), validation ran on the split shards, the center loss was used."""
     run = tmp_path / "run"
     overrides = tiny_overrides(small_caches, run, **{"train.epochs": 2, "train.eval_every": 1, "ceco.dim": 199})
-    mp.spawn(_ddp_worker, args=(2, free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(ddp_train_rank, args=(2, free_port(), str(REPO / "configs" / "synthetic_nc.yaml"), overrides,
+                                  str(tmp_path)), nprocs=2, join=True)
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["step"] == r1["step"] == 4  # 2 epochs of 2 steps (2 ranks x batch 1)
     initial = Trainer(load_config(REPO / "configs" / "synthetic_nc.yaml", tiny_overrides(

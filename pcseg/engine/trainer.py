@@ -362,6 +362,9 @@ class Trainer:
         previous = self._install_stop_handlers()
         try:
             return self._fit(max_steps, last_val)
+        except StopRequested:
+            previous = {}  # stopping: further stop signals (e.g. srun's to the other tasks) are ignored
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -383,7 +386,13 @@ class Trainer:
         signum = D.max_over_ranks(flag, self.device)
         if signum < 0:
             return
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:  # once stopping, a second signal must not kill the process mid-save
+                signal.signal(sig, signal.SIG_IGN)
         self.save("last.pth")
+        # every rank leaves only once last.pth is on disk: srun may kill the remaining tasks as soon
+        # as the first one exits
+        D.barrier()
         self.log.info("stop requested (%s): saved %s at step %d", signal.Signals(signum).name,
                       self.out_dir / "last.pth", self.step)
         raise StopRequested(signum, self.step, self.out_dir / "last.pth")
