@@ -25,11 +25,11 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     this covers any library code that still uses the global generators.
     """
     worker_seed = _derived_seed(seed, rank, worker_id)
-    # A stop request (SIGUSR1/SIGTERM, e.g. from SLURM to the whole job step) is the main
-    # process's to handle: it finishes the step and saves. A worker killed by it first would
-    # make the main process fail instead.
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    # A stop request (SIGUSR1, which srun delivers to every process of the job step) is the
+    # main process's to handle: it finishes the step and saves. A worker killed by it first
+    # would make the main process fail instead. SIGTERM keeps its default: the DataLoader
+    # itself uses it to shut down workers that do not exit on their own.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     np.random.seed(worker_seed % 2**32)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)
