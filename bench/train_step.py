@@ -1,14 +1,22 @@
-"""Benchmark: one MinkUNet34C training step on two ScanNet-size scenes, and data-loading cost.
+"""Benchmark: one training step on two ScanNet-size scenes, and data-loading cost.
 
 Prints JSON: seconds per step (forward + backward + optimizer step) and peak memory for
 two ScanNet-size scenes voxelized at 2 cm, and seconds per scene for the full training
 transform list on a 120K-vertex scene (one worker). On a GPU it also times batch 12
 with AMP. ``--ceco`` adds the cost of the CeCo branch as a share of the step.
-``python bench/train_step.py [--steps 2] [--preset minkunet34c] [--ceco]``
+
+``--model spunet`` (default): MinkUNet34C, input coord+color+normal (9 channels), SGD
+(lr 0.01, Nesterov momentum 0.9, wd 1e-4).
+``--model ptv3``: PTv3 ``scannet200`` preset, input color+normal (6 channels), AdamW
+(lr 0.006, wd 0.05, transformer-block parameters at 0.1x, as configs/scannet200_ptv3.yaml).
+Both use the cross-entropy loss only. ``--scenes N`` changes the CPU batch (default 2).
+
+``python bench/train_step.py [--model spunet|ptv3] [--steps 2] [--scenes 2] [--preset NAME] [--ceco]``
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -26,6 +34,7 @@ from pcseg.data.dataset import SceneCacheDataset  # noqa: E402
 from pcseg.data.prep import main as prep_main  # noqa: E402
 from pcseg.data.synthetic import write_release  # noqa: E402
 from pcseg.data.transforms import build_transforms, default_train_transforms  # noqa: E402
+from pcseg.engine.optim import param_groups  # noqa: E402
 from pcseg.models import build_model, set_conv_algo  # noqa: E402
 from pcseg.models.losses import SegLoss  # noqa: E402
 
@@ -33,21 +42,49 @@ from pcseg.models.losses import SegLoss  # noqa: E402
 def make_caches(tmp: Path, scenes: int) -> Path:
     raw, out = tmp / "raw", tmp / "cache"
     write_release(raw, num_scenes=scenes, seed=1, size="scannet")
-    assert prep_main(["--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
+    with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON result
+        assert prep_main(["--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
     return out
 
 
-def voxel_batch(root: Path, n: int, grid: float = 0.02) -> dict:
-    """n training scenes voxelized at ``grid`` (one point per voxel, no crop, no augmentation)."""
-    tf = [{"type": "CenterShift", "apply_z": True}, {"type": "GridSample", "grid_size": grid, "mode": "train"},
-          {"type": "NormalizeColor"}, {"type": "ToFeatures", "feat_keys": ["coord", "color", "normal"]}]
+# Per model: input features, default preset, optimizer settings.
+MODELS = {
+    "spunet": {"feat_keys": ("coord", "color", "normal"), "in_channels": 9, "preset": "minkunet34c",
+               "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}},
+    "ptv3": {"feat_keys": ("color", "normal"), "in_channels": 6, "preset": "scannet200",
+             "optim": {"name": "adamw", "lr": 0.006, "weight_decay": 0.05, "block_lr_scale": 0.1}},
+}
+
+
+def voxel_batch(root: Path, n: int, grid: float = 0.02,
+                feat_keys: tuple[str, ...] = ("coord", "color", "normal"), point_max: int | None = None) -> dict:
+    """n training scenes voxelized at ``grid`` (one point per voxel, no augmentation); no crop
+    unless ``point_max`` is given (then the ``point_max`` voxels nearest each scene's centre)."""
+    tf = [{"type": "CenterShift", "apply_z": True}, {"type": "GridSample", "grid_size": grid, "mode": "train"}]
+    if point_max:
+        tf.append({"type": "SphereCrop", "point_max": point_max, "mode": "center"})
+    tf += [{"type": "NormalizeColor"}, {"type": "ToFeatures", "feat_keys": list(feat_keys)}]
     ds = SceneCacheDataset(root, "train", transforms=build_transforms(tf))
     return collate([ds[i % len(ds)] for i in range(n)])
 
 
-def time_steps(model, batch, device, steps: int, amp: torch.dtype | None) -> list[float]:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01,
-                          momentum=0.9, nesterov=True, weight_decay=1e-4)
+def make_optimizer(model: torch.nn.Module, name: str = "spunet") -> torch.optim.Optimizer:
+    """The model's optimizer; for PTv3 the parameters of every transformer block get 0.1x lr."""
+    o = MODELS[name]["optim"]
+    if o["name"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], nesterov=True,
+                               weight_decay=o["weight_decay"])
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"optim": {"lr": o["lr"], "param_groups": [
+        {"keyword": "block", "lr_scale": o["block_lr_scale"]}]}})
+    groups = param_groups(cfg, model.named_parameters())
+    return torch.optim.AdamW([{k: v for k, v in g.items() if k != "keyword"} for g in groups],
+                             lr=o["lr"], weight_decay=o["weight_decay"])
+
+
+def time_steps(model, batch, device, steps: int, amp: torch.dtype | None, name: str = "spunet") -> list[float]:
+    opt = make_optimizer(model, name)
     crit = SegLoss()
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
     b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -99,22 +136,30 @@ def ceco_overhead(model, batch, device, step_seconds: float, tag: str, reps: int
             f"{tag}_ceco_overhead_pct_of_step": round(100 * cost / step_seconds, 2)}
 
 
-def build(preset: str, device: torch.device) -> torch.nn.Module:
+def build(preset: str, device: torch.device, name: str = "spunet") -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model("spunet", num_classes=200, preset=preset, device=device)
+    model = build_model(name, num_classes=200, in_channels=MODELS[name]["in_channels"],
+                        preset=preset, device=device)
     set_conv_algo(model, device)
     return model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="spunet", choices=sorted(MODELS))
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--preset", default="minkunet34c")
+    ap.add_argument("--scenes", type=int, default=2, help="scenes in the CPU batch (default 2)")
+    ap.add_argument("--preset", default=None, help="model preset (default minkunet34c / scannet200)")
     ap.add_argument("--ceco", action="store_true", help="also time the step with the CeCo center head")
     ap.add_argument("--transform-scenes", type=int, default=10)
     args = ap.parse_args()
+    if args.scenes < 1:
+        ap.error("--scenes must be >= 1")
+    name, preset = args.model, args.preset or MODELS[args.model]["preset"]
+    feat_keys = MODELS[name]["feat_keys"]
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 16)))
-    result: dict = {"preset": args.preset, "threads": torch.get_num_threads()}
+    result: dict = {"model": name, "preset": preset, "threads": torch.get_num_threads(),
+                    "in_channels": MODELS[name]["in_channels"], "optimizer": MODELS[name]["optim"]}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_caches(Path(tmp), 4)
         # data loading: the full training transform list on a 120K-vertex scene
@@ -130,11 +175,14 @@ def main() -> None:
         result["vertices_per_scene"] = int(np.mean([len(raw_ds[i]["coord"]) for i in range(len(raw_ds))]))
 
         cpu = torch.device("cpu")
-        batch = voxel_batch(root, 2)
-        result["cpu_voxels_two_scenes"] = int(len(batch["feat"]))
+        batch = voxel_batch(root, args.scenes, feat_keys=feat_keys)
+        voxel_key = "cpu_voxels_two_scenes" if args.scenes == 2 else f"cpu_voxels_{args.scenes}_scenes"
+        result[voxel_key] = int(len(batch["feat"]))
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        model = build(args.preset, cpu)
-        result["cpu_step_seconds"] = round(float(np.median(time_steps(model, batch, cpu, args.steps, None))), 3)
+        model = build(preset, cpu, name)
+        t = time_steps(model, batch, cpu, args.steps, None, name)
+        result["cpu_step_seconds"] = round(float(np.median(t)), 3)
+        result["cpu_step_seconds_all"] = [round(x, 3) for x in t]
         if args.ceco:
             result.update(ceco_overhead(model, batch, cpu, result["cpu_step_seconds"], "cpu"))
         result["cpu_peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
@@ -142,12 +190,13 @@ def main() -> None:
 
         if torch.cuda.is_available():
             gpu = torch.device("cuda")
-            big = voxel_batch(root, 12)
+            big = voxel_batch(root, 12, feat_keys=feat_keys)
             result["gpu_name"] = torch.cuda.get_device_name()
             result["gpu_voxels_batch12"] = int(len(big["feat"]))
-            model = build(args.preset, gpu)
+            del model
+            model = build(preset, gpu, name)
             torch.cuda.reset_peak_memory_stats()
-            t = time_steps(model, big, gpu, max(args.steps, 5), torch.float16)
+            t = time_steps(model, big, gpu, max(args.steps, 5), torch.float16, name)
             result["gpu_step_seconds_batch12_amp"] = round(float(np.median(t)), 4)
             result["gpu_peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             if args.ceco:
