@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
     info = D.init_distributed(cfg.train.device)
     try:
-        return run(args, cfg, ckpt, views, info)
+        code = run(args, cfg, ckpt, views, info)
+        if code == 0:
+            D.cleanup(wait_for_all=True)
+        return code
     finally:
         D.cleanup()
 

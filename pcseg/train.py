@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         trainer.fit()
+        D.cleanup(wait_for_all=True)
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -159,6 +159,11 @@ def describe_failure(exc: BaseException) -> str:
     return first[:300] + (f" [peer rank {m.group(1)}]" if m else "")
 
 
-def cleanup() -> None:
+def cleanup(wait_for_all: bool = False) -> None:
+    """Leave the process group. ``wait_for_all`` (after a normal finish) first waits until every
+    rank is done, so no rank tears its connections down while another still uses them (rank 0
+    writing the last checkpoint, say); after a failure the others may be gone, so it does not."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
