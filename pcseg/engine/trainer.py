@@ -225,9 +225,10 @@ class Trainer:
                              "run, or restore those values to continue this one")
 
     def _resume(self, ckpt: dict[str, Any]) -> None:
-        path = self.out_dir / "last.pth"
-        if self.center_head is not None and "center_head" not in ckpt:
-            raise ValueError(f"{path} was trained without CeCo but ceco.enabled=true; start a new out_dir")
+        path = self.out_dir / "last.pth"  # its config equals ours (checked in _previous_run)
+        if isinstance(ckpt["rng"], list) and len(ckpt["rng"]) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(ckpt['rng'])} processes; resume it with the same number "
+                             f"(now {self.dist.world_size})")
         try:
             self.model.load_state_dict(ckpt["model"])
             if self.center_head is not None:
@@ -245,9 +246,6 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         rng = ckpt["rng"][self.dist.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
-        if isinstance(ckpt["rng"], list) and len(ckpt["rng"]) != self.dist.world_size:
-            raise ValueError(f"{path} was written by {len(ckpt['rng'])} processes; resume it with the same number "
-                             f"(now {self.dist.world_size})")
         set_rng_state(rng)
         self.log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
 
