@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pcseg.engine.config import ConfigError, load_config
+from pcseg.engine.config import ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pcseg.engine import distributed as D
     from pcseg.engine.checkpoint import load_checkpoint
+    from pcseg.test import config_from
 
     try:
-        source = load_checkpoint(args.ckpt)["config"] if args.cfg is None else args.cfg
-        cfg = load_config(source, args.overrides)
+        cfg = config_from(args, load_checkpoint(args.ckpt))
     except (ConfigError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -89,6 +89,7 @@ def check_against_config(state: dict[str, torch.Tensor], cfg: DictConfig) -> Non
 
 def convert(src: Path, out: Path, cfg: DictConfig) -> dict[str, Any]:
     """Convert, load strictly, and write ``out`` atomically; returns a summary."""
+    from pcseg.data.classes import table as class_table
     from pcseg.engine.checkpoint import save_checkpoint
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.models.pointcept import convert_state_dict
@@ -98,8 +99,6 @@ def convert(src: Path, out: Path, cfg: DictConfig) -> dict[str, Any]:
     model = build_model_from_cfg(cfg)
     mapped = convert_state_dict(state, model)
     model.load_state_dict(mapped, strict=True)
-    from pcseg.data.classes import table as class_table
-
     save_checkpoint(out, {
         "model": model.state_dict(),
         "config": OmegaConf.to_container(cfg, resolve=True),
