@@ -30,8 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Collect features over ``split``, compute NC metrics and per-class IoU, write the report."""
+def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = True,
+            ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect features over ``split``, compute NC metrics and per-class IoU, write the report.
+    ``ckpt``: the checkpoint at ``ckpt_path`` when the caller has already read it (read once)."""
     from pcseg.data.classes import table as class_table
     from pcseg.data.dataset import SceneCacheDataset
     from pcseg.data.loader import build_loader
@@ -49,7 +51,7 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     device = resolve_device(cfg.train.device)
     table = class_table(cfg.data.label_set)
     model = build_model_from_cfg(cfg)
-    model.load_state_dict(load_checkpoint(ckpt_path)["model"])
+    model.load_state_dict((ckpt if ckpt is not None else load_checkpoint(ckpt_path))["model"])
     model.to(device).eval()
     set_conv_algo(model, device)
     tf = val_transform_list(cfg)
@@ -81,7 +83,7 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
                                  out_dir / "cosine_heatmaps.png"),
         "Per-class IoU against training frequency":
             plot_iou_vs_frequency([seg["per_class"][n] for n in table.names], freq, table.split,
-                                  out_dir / "iou_vs_frequency.png"),
+                                  out_dir / "iou_vs_frequency.png", names=table.names),
     }
     scalars = {k: v for k, v in nc.items() if not isinstance(v, np.ndarray)}
     result = {"checkpoint": str(ckpt_path), "split": split, "nc": scalars,
@@ -105,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     from pcseg.test import config_from
 
     try:
-        cfg = config_from(args, load_checkpoint(args.ckpt))
+        ckpt = load_checkpoint(args.ckpt)
+        cfg = config_from(args, ckpt)
     except (ConfigError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     D.init_distributed(cfg.train.device)
     out = args.out or args.ckpt.parent / f"nc_{args.split}"
     try:
-        result = analyze(cfg, args.ckpt, args.split, out)
+        result = analyze(cfg, args.ckpt, args.split, out, ckpt=ckpt)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -76,11 +76,17 @@ def test_ceco_run_resumes_with_its_head(ceco_run, small_caches, tmp_path) -> Non
         Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path)))
 
 
-def test_analyze_writes_every_metric(ceco_run, tmp_path) -> None:
+def test_analyze_writes_every_metric(ceco_run, tmp_path, monkeypatch) -> None:
     cfg, _, out = ceco_run
+    from pcseg.engine import checkpoint
+
+    reads = []
+    real_load = checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path, *a, **k: reads.append(path) or real_load(path, *a, **k))
     code = analyze_cli.main(["--ckpt", str(out / "last.pth"), "--out", str(tmp_path),
                              f"data.root={cfg.data.root}", "train.progress=false"])
     assert code == 0
+    assert reads == [out / "last.pth"]  # the checkpoint is read once, for the config and the weights
     result = json.loads((tmp_path / "nc_metrics.json").read_text())
     nc = result["nc"]
     for base in ("nc1", "nc3", "equinorm_means", "equinorm_classifier", "equiangularity_means",

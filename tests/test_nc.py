@@ -17,6 +17,7 @@ from pcseg.nc import (
     class_centers,
     nc_metrics,
     plot_cosine_heatmaps,
+    iou_plot_classes,
     plot_iou_vs_frequency,
     simplex_etf,
     write_report,
@@ -352,3 +353,13 @@ def test_plots_and_report(tmp_path: Path) -> None:
     rep = write_report(tmp_path, m, {"cosines": p1, "IoU vs frequency": p2}, {"Notes": "toy run"})
     text = rep.read_text()
     assert rep.name == "report.md" and "| nc1 |" in text and "(cos.png)" in text and "toy run" in text
+
+
+def test_iou_plot_covers_only_classes_that_occur(tmp_path: Path) -> None:
+    # class 2 never occurs (no training points, no IoU); class 4 has an IoU but no training points
+    freq = np.array([50, 30, 0, 6, 0, 2])
+    iou = [0.9, 0.8, None, 0.4, 0.0, float("nan")]
+    assert iou_plot_classes(iou, freq) == [0, 1, 3, 5, 4]
+    names = [f"c{i}" for i in range(6)]
+    p = plot_iou_vs_frequency(iou, freq, _toy_table().split, tmp_path / "iou.png", names=names)
+    assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

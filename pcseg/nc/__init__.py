@@ -7,6 +7,7 @@ from .centers import all_reduce_sum, class_centers
 from .etf import simplex_etf
 from .metrics import (
     FeatureStats,
+    iou_plot_classes,
     nc_metrics,
     pairwise_cosines,
     plot_cosine_heatmaps,
@@ -22,6 +23,7 @@ __all__ = [
     "all_reduce_sum",
     "ceco_loss",
     "class_centers",
+    "iou_plot_classes",
     "nc_metrics",
     "pairwise_cosines",
     "plot_cosine_heatmaps",

@@ -50,6 +50,7 @@ from pcseg.utils.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "FeatureStats",
+    "iou_plot_classes",
     "nc_metrics",
     "pairwise_cosines",
     "plot_cosine_heatmaps",
@@ -377,9 +378,12 @@ def plot_iou_vs_frequency(
     frequency: Sequence[float] | np.ndarray,
     splits: Sequence[str] | None,
     path: Path | str,
+    names: Sequence[str] | None = None,
 ) -> Path:
     """Per-class IoU bars (coloured by split) against training frequency, most frequent
-    first: the imbalance story in one picture. Undefined IoUs (None/NaN) are left blank."""
+    first: the imbalance story in one picture. Only classes that occur are drawn (seen in
+    training or with a defined IoU); a class with a defined IoU but no training points
+    shows as a bar with no frequency. ``names`` labels the bars."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -387,17 +391,23 @@ def plot_iou_vs_frequency(
     freq = np.asarray(frequency, dtype=np.float64)
     if iou.shape != freq.shape:
         raise ValueError(f"{iou.size} IoUs but {freq.size} frequencies")
-    order = np.argsort(-freq, kind="stable")
+    order = np.array(iou_plot_classes(iou, freq), dtype=np.int64)
     k = len(order)
-    split_of = list(splits) if splits is not None else [""] * k
+    split_of = list(splits) if splits is not None else [""] * len(freq)
     colors = [_SPLIT_COLORS.get(split_of[i], _SPLIT_COLORS[""]) for i in order]
-    fig = Figure(figsize=(min(6.0 + 0.05 * k, 20.0), 4.5))
+    fig = Figure(figsize=(min(6.0 + 0.12 * k, 20.0), 4.5))
     ax = fig.subplots()
     x = np.arange(k)
     ax.bar(x, np.nan_to_num(iou[order] * 100.0, nan=0.0), color=colors, width=0.9)
-    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_xlim(-0.5, max(k, 1) - 0.5)
     ax.set_ylim(0, 100)
-    ax.set_xlabel("class rank by training frequency (most frequent first)")
+    if names is not None and k:
+        ticks = _tick_positions(k)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([names[order[t]] for t in ticks], rotation=90, fontsize=6)
+        ax.set_xlabel("classes that occur, by training frequency (most frequent first)")
+    else:
+        ax.set_xlabel("class rank by training frequency (most frequent first)")
     ax.set_ylabel("IoU (%)")
     ax2 = ax.twinx()
     f = freq[order]
@@ -405,10 +415,19 @@ def plot_iou_vs_frequency(
     if np.any(f > 0):
         ax2.set_yscale("log")
     ax2.set_ylabel("training points (log)")
-    used = [s for s in ("head", "common", "tail") if s in split_of]
+    used = [s for s in ("head", "common", "tail") if s in [split_of[i] for i in order]]
     if used:
         ax.legend(handles=[Patch(color=_SPLIT_COLORS[s], label=s) for s in used], loc="upper right")
     return _save(fig, path)
+
+
+def iou_plot_classes(per_class_iou: Sequence[float | None] | np.ndarray,
+                     frequency: Sequence[float] | np.ndarray) -> list[int]:
+    """The classes :func:`plot_iou_vs_frequency` draws, in its order."""
+    iou = np.array([np.nan if v is None else float(v) for v in per_class_iou], dtype=np.float64)
+    freq = np.asarray(frequency, dtype=np.float64)
+    order = np.argsort(-freq, kind="stable")
+    return [int(i) for i in order[(freq[order] > 0) | ~np.isnan(iou[order])]]
 
 
 # ---------------------------------------------------------------------------- report
