@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[demo] {label}, validation scenes (benchmark protocol):")
         print(format_table(r["seg"], scannet200(), frequency=freq, top=25))
     print("\n[demo] side by side (last checkpoints, validation split):\n" + table)
+    from pcseg.engine.curves import plot_learning_curves
+
+    plot_learning_curves({label: r["dir"] for label, r in results.items()}, args.out / "learning_curves.png")
     plots = []
     for label, r in results.items():
         rel = r["dir"].name + "/nc_val"
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         f"chance-level mIoU is about {100 / max(present, 1):.1f}. Total time {minutes:.1f} min on this machine.",
         "One short CPU run each: differences of a point or two are within run-to-run noise.", "",
         table, "", "Neural-collapse details per run: `base/nc_val/report.md`, `ceco/nc_val/report.md`.", "",
+        "## Learning curves", "", "![learning curves](learning_curves.png)", "",
         "## Pairwise cosines (classes by training frequency) and IoU against frequency", "", *plots])
     atomic_write_text(args.out / "report.md", report)
     print(f"\n[demo] chance level: mIoU ~ {100 / max(present, 1):.1f} ({present} classes in training)")
