@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from pcseg.utils.cpu import usable_cores
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="default", help="synthetic scene size: small | default | scannet")
     p.add_argument("--cfg", type=Path, default=REPO / "configs" / "synthetic_base.yaml")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once (default: 2 when there are 2 or more cores, else 1)")
     p.add_argument("overrides", nargs="*", help="extra training overrides, e.g. train.epochs=5")
     return p.parse_args(argv)
 
@@ -44,16 +51,88 @@ def prepare_data(out: Path, scenes: int, seed: int, size: str) -> Path:
     return data
 
 
-def train_run(cfg_path: Path, data: Path, run_dir: Path, overrides: list[str]) -> dict:
-    from pcseg.engine.config import load_config
-    from pcseg.engine.trainer import Trainer
+def run_command(cfg_path: Path, data: Path, run_dir: Path, overrides: list[str]) -> list[str]:
+    """``python -m pcseg.train`` for one arm: the same command a user would type."""
+    return [sys.executable, "-m", "pcseg.train", "--cfg", str(cfg_path), f"data.root={data}", f"out_dir={run_dir}",
+            "train.progress=false", *overrides]
 
-    cfg = load_config(cfg_path, [f"data.root={data}", f"out_dir={run_dir}", *overrides])
-    t0 = time.perf_counter()
-    metrics = Trainer(cfg).fit()
-    metrics["train_minutes"] = (time.perf_counter() - t0) / 60
-    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics
+
+def total_steps(cfg_path: Path, data: Path, overrides: list[str]) -> int:
+    """Steps the trainer will take (single process): floor(train scenes / batch) x epochs, capped by max_steps."""
+    from pcseg.engine.config import load_config
+
+    cfg = load_config(cfg_path, [f"data.root={data}", *overrides])
+    scenes = sum(1 for d in (data / "train").iterdir() if (d / "coord.npy").is_file())
+    steps = max(scenes // int(cfg.train.batch_size), 1) * int(cfg.train.epochs)
+    return min(steps, int(cfg.train.max_steps)) if cfg.train.max_steps is not None else steps
+
+
+def last_step(run_dir: Path) -> int:
+    """The last step ``metrics.jsonl`` records (0 before the first log line)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    step = 0
+    for line in path.read_text().splitlines():
+        try:
+            step = max(step, int(json.loads(line).get("step", 0)))
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            continue  # a line being written right now
+    return step
+
+
+def train_runs(runs: dict[str, tuple[Path, Path]], data: Path, overrides: list[str], jobs: int) -> None:
+    """Train every arm with ``python -m pcseg.train``, ``jobs`` at a time, one progress bar per arm.
+
+    Two single-threaded runs side by side use two cores better than one run with two threads
+    (sparse convolutions on a CPU scale poorly across threads). Each run's output goes to
+    ``<run>/demo_train.log``; a run that fails stops the demo with that log's tail. Ctrl-C
+    asks the runs to stop (they save ``last.pth``); the next ``make demo`` continues them.
+    """
+    from tqdm import tqdm
+
+    threads = max(1, usable_cores() // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    pending = list(runs.items())
+    active: dict[str, tuple[subprocess.Popen, Path, tqdm, object]] = {}
+    failed: list[str] = []
+    try:
+        while pending or active:
+            while pending and len(active) < jobs:
+                label, (cfg_path, run_dir) = pending.pop(0)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                log = (run_dir / "demo_train.log").open("a")
+                proc = subprocess.Popen(run_command(cfg_path, data, run_dir, overrides), stdout=log,
+                                        stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                bar = tqdm(total=total_steps(cfg_path, data, overrides), desc=f"[demo] {label}", unit="step",
+                           dynamic_ncols=True)
+                active[label] = (proc, run_dir, bar, log)
+            time.sleep(1.0)
+            for label in list(active):
+                proc, run_dir, bar, log = active[label]
+                bar.n = min(last_step(run_dir), bar.total)
+                bar.refresh()
+                code = proc.poll()
+                if code is None:
+                    continue
+                bar.close()
+                log.close()
+                del active[label]
+                if code != 0:
+                    failed.append(label)
+                    tail = (run_dir / "demo_train.log").read_text().splitlines()[-25:]
+                    print(f"[demo] {label} failed (exit {code}); the end of {run_dir / 'demo_train.log'}:\n"
+                          + "\n".join(tail), file=sys.stderr)
+    except KeyboardInterrupt:
+        for proc, *_ in active.values():
+            proc.send_signal(signal.SIGTERM)  # stop at the next step, last.pth saved
+        for proc, _, bar, log in active.values():
+            proc.wait()
+            bar.close()
+            log.close()
+        raise
+    if failed:
+        raise SystemExit(1)
 
 
 ROWS = (("mIoU", "seg", "miou"), ("mIoU head", "seg", "miou_head"), ("mIoU common", "seg", "miou_common"),
@@ -87,15 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     from pcseg.engine.config import load_config
     from pcseg.utils.atomic import atomic_write_text
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, usable_cores()))
+    jobs = args.jobs or (2 if usable_cores() >= 2 else 1)
+    if jobs < 1:
+        raise SystemExit("[demo] --jobs must be >= 1")
     t0 = time.perf_counter()
+    runs = {"baseline (CE)": (args.cfg, args.out / "base"),
+            "CeCo (CE + center loss)": (args.cfg.parent / "synthetic_nc.yaml", args.out / "ceco")}
+    from pcseg.engine.config import ConfigError
+
+    for cfg_path, _ in runs.values():  # a typo in an override fails now, not minutes later
+        try:
+            load_config(cfg_path, list(args.overrides))
+        except (ConfigError, FileNotFoundError) as exc:
+            print(f"[demo] error: {exc}", file=sys.stderr)
+            return 2
     data = prepare_data(args.out, args.scenes, args.seed, args.size)
-    runs = {"baseline (CE)": args.cfg, "CeCo (CE + center loss)": args.cfg.parent / "synthetic_nc.yaml"}
+    print(f"\n[demo] training {len(runs)} runs, {jobs} at a time (logs: <run>/demo_train.log)")
+    train_runs(runs, data, args.overrides, jobs)
     results: dict[str, dict] = {}
-    for label, cfg_path in runs.items():
-        run_dir = args.out / ("base" if cfg_path == args.cfg else "ceco")
-        print(f"\n[demo] training {label} -> {run_dir}")
-        train_run(cfg_path, data, run_dir, args.overrides)
+    for label, (cfg_path, run_dir) in runs.items():
         cfg = load_config(cfg_path, [f"data.root={data}", f"out_dir={run_dir}", *args.overrides])
         res = analyze(cfg, run_dir / "last.pth", "val", run_dir / "nc_val", progress=False)
         results[label] = {"seg": res["segmentation"], "nc": res["nc"], "dir": run_dir}

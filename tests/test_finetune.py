@@ -116,3 +116,19 @@ def test_normalize_color_range(lo: float, hi: float) -> None:
     assert out.dtype == np.float32 and np.array_equal(out, expected)  # bit-identical to the usual formulas
     with pytest.raises(ValueError, match="NormalizeColor"):
         T.NormalizeColor(range=[1, 1])
+
+
+@pytest.mark.parametrize("name", ["spunet", "ptv3"])
+def test_bn_momentum_reaches_every_batchnorm(name, small_caches, tmp_path) -> None:
+    extra = {"model.name": name, "model.preset": "tiny", "model.bn_momentum": "null"}
+    if name == "ptv3":
+        extra.update({"data.feat_keys": "[color,normal]", "model.in_channels": 6, "model.channels": "null"})
+    default = build_model_from_cfg(load_config(CFG, tiny_overrides(small_caches, tmp_path, **extra)))
+    bns = [m for m in default.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and {m.momentum for m in bns} == {0.01}
+    cfg = load_config(CFG, tiny_overrides(small_caches, tmp_path, **{**extra, "model.bn_momentum": 0.1}))
+    model = build_model_from_cfg(cfg)
+    moms = [m.momentum for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(moms) == len(bns) and set(moms) == {0.1}
+    with pytest.raises(ValueError, match="model.bn_momentum"):
+        build_model_from_cfg(load_config(CFG, tiny_overrides(small_caches, tmp_path, **{"model.bn_momentum": 0})))

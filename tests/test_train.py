@@ -204,7 +204,7 @@ def test_out_dir_of_another_run_is_not_continued(small_caches, tmp_path, capsys)
     code = train_cli.main(["--cfg", str(CFG), *tiny_overrides(small_caches, tmp_path, **common, **{
         "optim.lr": 0.5, "model.channels": "[8,8,8,8,8,8,8,8]"})])
     err = capsys.readouterr().err
-    assert code == 2 and "optim.lr: 0.002 -> 0.5" in err and "model.channels" in err and "Traceback" not in err
+    assert code == 2 and "optim.lr: 0.006 -> 0.5" in err and "model.channels" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     # what may change between a run and its continuation: stopping point, logging, data location
     t = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **dict(common, **{

@@ -67,6 +67,10 @@ class ModelConfig:
     # Patches of scenes shorter than a patch: flash (each scene alone, how the published weights
     # were trained) | non_flash (Pointcept's fallback: patch = the smallest scene of the batch)
     patch_rule: Optional[str] = None
+    # BatchNorm running-statistics momentum (None = the backbone's, 0.01 as in Pointcept's recipes).
+    # A run of a few hundred steps needs more (e.g. 0.1): at 0.01 the statistics used in
+    # evaluation still remember the first steps' features.
+    bn_momentum: Optional[float] = None
 
 
 @dataclass

@@ -66,8 +66,16 @@ def build_model_from_cfg(cfg: DictConfig, device: torch.device | str | None = "c
 
     check_input_channels(cfg)
     num_classes = class_table(cfg.data.label_set).num_classes
-    return build_model(cfg.model.name, num_classes=num_classes, in_channels=cfg.model.in_channels,
-                       preset=cfg.model.preset, device=device, **model_overrides(cfg))
+    model = build_model(cfg.model.name, num_classes=num_classes, in_channels=cfg.model.in_channels,
+                        preset=cfg.model.preset, device=device, **model_overrides(cfg))
+    momentum = cfg.model.get("bn_momentum")
+    if momentum is not None:
+        if not 0.0 < float(momentum) <= 1.0:
+            raise ValueError(f"model.bn_momentum must be in (0, 1], got {momentum}")
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = float(momentum)
+    return model
 
 
 def load_segmentor(path: str | Path, device: torch.device | str = "cpu") -> tuple[Segmentor, DictConfig]:
