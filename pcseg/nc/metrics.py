@@ -383,7 +383,8 @@ def plot_iou_vs_frequency(
     """Per-class IoU bars (coloured by split) against training frequency, most frequent
     first: the imbalance story in one picture. Only classes that occur are drawn (seen in
     training or with a defined IoU); a class with a defined IoU but no training points
-    shows as a bar with no frequency. ``names`` labels the bars."""
+    shows as a bar with no frequency, a trained class absent from the split as a grey x
+    (an IoU of 0 is a real miss). ``names`` labels the bars."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -399,6 +400,10 @@ def plot_iou_vs_frequency(
     ax = fig.subplots()
     x = np.arange(k)
     ax.bar(x, np.nan_to_num(iou[order] * 100.0, nan=0.0), color=colors, width=0.9)
+    undefined = np.isnan(iou[order])  # trained on, but neither present nor predicted in this split
+    if undefined.any():
+        ax.scatter(x[undefined], np.full(int(undefined.sum()), 2.0), marker="x", color="gray", s=12,
+                   label="not in this split", zorder=3)
     ax.set_xlim(-0.5, max(k, 1) - 0.5)
     ax.set_ylim(0, 100)
     if names is not None and k:
@@ -416,8 +421,11 @@ def plot_iou_vs_frequency(
         ax2.set_yscale("log")
     ax2.set_ylabel("training points (log)")
     used = [s for s in ("head", "common", "tail") if s in [split_of[i] for i in order]]
-    if used:
-        ax.legend(handles=[Patch(color=_SPLIT_COLORS[s], label=s) for s in used], loc="upper right")
+    handles = [Patch(color=_SPLIT_COLORS[s], label=s) for s in used]
+    if undefined.any():
+        handles.append(ax.collections[-1])
+    if handles:
+        ax.legend(handles=handles, loc="upper right")
     return _save(fig, path)
 
 
