@@ -98,6 +98,21 @@ def t_interval(values: list[float]) -> tuple[float, float] | None:
     return m - half, m + half
 
 
+def pairs_needed(sd: float | None, effect: float | None, max_pairs: int = 10_000) -> int | None:
+    """Seed pairs a study needs for the 95 % t-interval of the mean paired difference to exclude 0
+    when the true difference is ``effect`` and the per-seed differences spread by ``sd``: the
+    smallest n >= 2 with t(0.975, n-1) * sd / sqrt(n) < |effect| (a planning figure: it takes
+    the observed sd as the truth). None when undefined (no sd, or no effect); ``max_pairs`` caps it."""
+    if sd is None or effect is None or effect == 0 or not math.isfinite(sd):
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, max_pairs + 1):
+        if t_quantile_975(n - 1) * sd / math.sqrt(n) < abs(effect):
+            return n
+    return max_pairs
+
+
 def describe(values: list[float | None]) -> dict[str, Any]:
     """mean, sample std (None below two values) and n of the defined values."""
     x = [float(v) for v in values if v is not None]
@@ -112,6 +127,8 @@ def paired(ce: dict[int, float | None], ceco: dict[int, float | None]) -> dict[s
     ci = t_interval(list(diffs.values()))
     out["ci95"] = None if ci is None else [ci[0], ci[1]]
     out["per_seed"] = {str(s): d for s, d in diffs.items()}
+    # how many pairs would resolve a difference of the observed size at the observed spread
+    out["pairs_to_resolve_observed"] = pairs_needed(out["std"], out["mean"])
     return out
 
 
@@ -571,6 +588,13 @@ def write_report(out: Path, study: dict[str, Any], n_plotted: int) -> None:
     else:
         lines += ["", f"Interval: mean ± t(0.975, n−1) · sd / √n over the per-seed differences. An interval that "
                   "contains 0 means no difference shown at this number of seeds."]
+        p = study["paired"]["miou"]
+        if p["std"] is not None and p["mean"] is not None:
+            point = pairs_needed(p["std"], 0.01)
+            lines += ["", f"Study size (mIoU): the per-seed differences spread by {100 * p['std']:.2f} points. "
+                      f"If that spread is typical, a true difference of the observed size ({100 * p['mean']:+.2f}) "
+                      f"needs {p['pairs_to_resolve_observed'] or 'n/a'} seed pairs for its 95 % interval to exclude 0, "
+                      f"a 1-point difference {point} pairs."]
     lines += ["", "## Per run", "", "| run | " + " | ".join(lab for _, lab, _, _ in METRICS) + " | train min |",
               "|---" * (len(METRICS) + 2) + "|"]
     for a in ARMS:

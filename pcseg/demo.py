@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "# pcseg demo: baseline vs CeCo on synthetic ScanNet-format scenes", "",
         f"{args.scenes} synthetic scenes (seed {args.seed}), {present} classes in training; "
         f"chance-level mIoU is about {100 / max(present, 1):.1f}. Total time {minutes:.1f} min on this machine.",
-        "One short CPU run each: differences of a point or two are within run-to-run noise.", "",
+        "One short CPU run each: it shows the pipeline learning, not whether CeCo helps. "
+        "`python bench/ceco_study.py` compares the two arms over several seeds, paired (README, \"The CeCo study\").", "",
         table, "", "Neural-collapse details per run: `base/nc_val/report.md`, `ceco/nc_val/report.md`.", "",
         "## Learning curves", "", "![learning curves](learning_curves.png)", "",
         "## Pairwise cosines (classes by training frequency) and IoU against frequency", "", *plots])

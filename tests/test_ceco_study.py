@@ -124,3 +124,16 @@ def test_study_tiny_end_to_end_and_rerun_reuses(small_caches, tmp_path) -> None:
     # other settings on the same folder: an error, not a silent mix of runs
     r3 = _run("--out", str(out), "--data", str(small_caches), *TINY, "optim.lr=0.01", timeout=120)
     assert r3.returncode == 2 and "other settings" in r3.stderr
+
+
+def test_pairs_needed_inverts_the_t_interval() -> None:
+    # sd 1, effect 1: n = 7 is the first with t(n-1)/sqrt(n) < 1 (t(5)=2.571/sqrt6=1.05; t(6)=2.447/sqrt7=0.925)
+    assert study.pairs_needed(1.0, 1.0) == 7
+    assert study.pairs_needed(1.0, -1.0) == 7
+    n = study.pairs_needed(0.02, 0.005)
+    assert study.t_quantile_975(n - 1) * 0.02 / math.sqrt(n) < 0.005
+    assert study.t_quantile_975(n - 2) * 0.02 / math.sqrt(n - 1) >= 0.005
+    assert study.pairs_needed(None, 0.1) is None and study.pairs_needed(0.1, 0.0) is None
+    assert study.pairs_needed(0.0, 0.1) == 2
+    assert study.pairs_needed(1.0, 1e-6, max_pairs=50) == 50
+    assert study.paired({0: 0.3, 1: 0.2, 2: 0.1}, {0: 0.31, 1: 0.22, 2: 0.13})["pairs_to_resolve_observed"] == 4  # mean .02, sd .01
