@@ -81,26 +81,33 @@ DEPENDENCIES = {"addict": "addict", "timm": "timm (DropPath)", "torch_scatter": 
 
 
 # ---------------------------------------------------------------- Pointcept loading
-def load_pointcept_ptv3(root: Path) -> types.ModuleType:
-    """Pointcept's ``point_transformer_v3m1_base`` module from the checkout ``root``."""
-    model_file = root.joinpath(*MODEL_FILE)
-    if not model_file.is_file():
-        raise SystemExit(f"--pointcept {root}: {'/'.join(MODEL_FILE)} not found; pass the folder that "
+def prepare_pointcept(root: Path, model_file: tuple[str, ...], bare_packages: tuple[str, ...],
+                      dependencies: dict[str, str], what: str) -> None:
+    """Check that ``root`` holds ``model_file`` and that the modules it imports are importable, then
+    register ``bare_packages`` as empty packages of ``root``: importing the model file afterwards
+    executes only the submodules it needs, not the package ``__init__`` chain."""
+    if not root.joinpath(*model_file).is_file():
+        raise SystemExit(f"--pointcept {root}: {'/'.join(model_file)} not found; pass the folder that "
                          "contains the 'pointcept' package of a Pointcept checkout")
-    missing = [label for mod, label in DEPENDENCIES.items() if importlib.util.find_spec(mod) is None]
+    missing = [label for mod, label in dependencies.items() if importlib.util.find_spec(mod) is None]
     if missing:
-        raise SystemExit("Pointcept's PTv3 model file needs modules that are not importable: "
+        raise SystemExit(f"Pointcept's {what} model file needs modules that are not importable: "
                          + ", ".join(missing) + ". Install them or put packages of those names on PYTHONPATH.")
     for name in list(sys.modules):
         if name == "pointcept" or name.startswith("pointcept."):
             del sys.modules[name]
-    for name in BARE_PACKAGES:
+    for name in bare_packages:
         mod = types.ModuleType(name)
         mod.__path__ = [str(root.joinpath(*name.split(".")))]
         sys.modules[name] = mod
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, mod)
+
+
+def load_pointcept_ptv3(root: Path) -> types.ModuleType:
+    """Pointcept's ``point_transformer_v3m1_base`` module from the checkout ``root``."""
+    prepare_pointcept(root, MODEL_FILE, BARE_PACKAGES, DEPENDENCIES, "PTv3")
     # models/modules.py (newer releases) imports the training-hook base class for one mixin.
     sys.modules["pointcept.engines.hooks"].HookBase = type("HookBase", (), {})
     try:

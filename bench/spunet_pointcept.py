@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -62,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pcseg.models import SPUNET_PRESETS, build_model, set_conv_algo  # noqa: E402  (installs the spconv fixes)
 from pcseg.models.losses import SegLoss  # noqa: E402
 from ptv3_pointcept import (  # noqa: E402
-    Stepper, _peak_rss_gb, _status_gb, load_batch, pointcept_version, release_memory)
+    Stepper, _peak_rss_gb, _status_gb, load_batch, pointcept_version, prepare_pointcept, release_memory)
 from train_step import make_caches, voxel_batch  # noqa: E402
 
 FEAT_KEYS = ("coord", "color", "normal")
@@ -80,22 +79,7 @@ NAMES = ("pcseg", "pointcept")
 def load_pointcept_spunet(root: Path) -> types.ModuleType:
     """Pointcept's ``spconv_unet_v1m1_base`` module from the checkout ``root``; the packages above
     it are registered bare, so only the submodules that file imports are executed."""
-    if not root.joinpath(*MODEL_FILE).is_file():
-        raise SystemExit(f"--pointcept {root}: {'/'.join(MODEL_FILE)} not found; pass the folder that "
-                         "contains the 'pointcept' package of a Pointcept checkout")
-    missing = [label for mod, label in DEPENDENCIES.items() if importlib.util.find_spec(mod) is None]
-    if missing:
-        raise SystemExit("Pointcept's SpUNet model file needs modules that are not importable: "
-                         + ", ".join(missing) + ". Install them or put packages of those names on PYTHONPATH.")
-    for name in [n for n in sys.modules if n == "pointcept" or n.startswith("pointcept.")]:
-        del sys.modules[name]
-    for name in BARE_PACKAGES:
-        mod = types.ModuleType(name)
-        mod.__path__ = [str(root.joinpath(*name.split(".")))]
-        sys.modules[name] = mod
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, mod)
+    prepare_pointcept(root, MODEL_FILE, BARE_PACKAGES, DEPENDENCIES, "SpUNet")
     try:
         return importlib.import_module("pointcept.models.sparse_unet.spconv_unet_v1m1_base")
     except ImportError as e:
