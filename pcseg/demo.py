@@ -102,8 +102,9 @@ def train_runs(runs: dict[str, tuple[Path, Path]], data: Path, overrides: list[s
                 label, (cfg_path, run_dir) = pending.pop(0)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 log = (run_dir / "demo_train.log").open("a")
+                # own session: Ctrl-C reaches only this process, which asks the runs to stop and save
                 proc = subprocess.Popen(run_command(cfg_path, data, run_dir, overrides), stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                                        stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
                 bar = tqdm(total=total_steps(cfg_path, data, overrides), desc=f"[demo] {label}", unit="step",
                            dynamic_ncols=True)
                 active[label] = (proc, run_dir, bar, log)

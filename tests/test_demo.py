@@ -49,3 +49,24 @@ def test_demo_rejects_a_bad_override_before_training(tmp_path: Path) -> None:
     r = _demo(tmp_path / "demo", "train.lr=0.1")
     assert r.returncode == 2 and "optim.lr" in r.stderr
     assert not (tmp_path / "demo" / "base").exists()
+
+
+def test_ctrl_c_stops_both_runs_with_last_pth_saved(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "demo"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    long = [a if a != "train.epochs=2" else "train.epochs=500" for a in TINY]
+    # its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group
+    proc = subprocess.Popen([sys.executable, "-m", "pcseg.demo", "--out", str(out), *long], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and not all((out / a / "metrics.jsonl").is_file() for a in ("base", "ceco")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    for arm in ("base", "ceco"):
+        assert (out / arm / "last.pth").is_file(), err[-2000:]
+        assert "stop requested" in (out / arm / "train.log").read_text()
