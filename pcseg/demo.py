@@ -68,17 +68,13 @@ def total_steps(cfg_path: Path, data: Path, overrides: list[str]) -> int:
 
 
 def last_step(run_dir: Path) -> int:
-    """The last step ``metrics.jsonl`` records (0 before the first log line)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    """The last training step ``metrics.jsonl`` records (0 before the first log line)."""
+    from pcseg.engine.curves import read_curves
+
+    if not (run_dir / "metrics.jsonl").is_file():
         return 0
-    step = 0
-    for line in path.read_text().splitlines():
-        try:
-            step = max(step, int(json.loads(line).get("step", 0)))
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-            continue  # a line being written right now
-    return step
+    steps = read_curves(run_dir)["train_step"]  # a line being written right now is skipped
+    return int(steps.max()) if len(steps) else 0
 
 
 def train_runs(runs: dict[str, tuple[Path, Path]], data: Path, overrides: list[str], jobs: int) -> None:

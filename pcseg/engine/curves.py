@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from pcseg.utils.atomic import atomic_path
+from pcseg.utils.atomic import save_png
 
 
 def read_curves(run_dir: Path | str) -> dict[str, np.ndarray]:
@@ -46,7 +46,6 @@ def read_curves(run_dir: Path | str) -> dict[str, np.ndarray]:
 
 def plot_learning_curves(runs: Mapping[str, Path | str], path: Path | str) -> Path:
     """One figure, two panels (training loss, validation mIoU) with one line per run."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10.0, 3.8))
@@ -60,8 +59,4 @@ def plot_learning_curves(runs: Mapping[str, Path | str], path: Path | str) -> Pa
     for ax in (ax_loss, ax_miou):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    path = Path(path)
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
+    return save_png(fig, path, dpi=110)

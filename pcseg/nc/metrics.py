@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 
 from pcseg.data.classes import SPLITS, ClassTable
-from pcseg.utils.atomic import atomic_path, atomic_write_text
+from pcseg.utils.atomic import atomic_write_text, save_png
 
 __all__ = [
     "FeatureStats",
@@ -321,17 +321,6 @@ def nc_metrics(
 _SPLIT_COLORS = {"head": "#1f77b4", "common": "#ff7f0e", "tail": "#d62728", "": "#7f7f7f"}
 
 
-def _save(fig, path: Path | str) -> Path:
-    """PNG via a temporary file and rename, so a reader never sees half an image."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    path = Path(path)
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
-
-
 def _tick_positions(k: int, max_labels: int = 60) -> np.ndarray:
     return np.arange(k) if k <= max_labels else np.arange(0, k, int(math.ceil(k / max_labels)))
 
@@ -370,7 +359,7 @@ def plot_cosine_heatmaps(
         ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)
         ax.set_yticklabels(labels, fontsize=fontsize)
     fig.colorbar(im, ax=list(axes), shrink=0.8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_iou_vs_frequency(
@@ -426,7 +415,7 @@ def plot_iou_vs_frequency(
         handles.append(ax.collections[-1])
     if handles:
         ax.legend(handles=handles, loc="upper right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def iou_plot_classes(per_class_iou: Sequence[float | None] | np.ndarray,
