@@ -27,7 +27,7 @@ CASES = {"main_default": "main", "main_orders": "main", "v151": "v1.5.1"}
 
 
 def fixture_case(name: str, compat: str, dev: torch.device) -> dict:
-    case = torch.load(FIXTURES / f"case_{name}.pt", weights_only=False)
+    case = torch.load(FIXTURES / f"case_{name}.pt", weights_only=True)
     cfg = case["model_cfg"]
     model = build_model("ptv3", case["num_classes"], in_channels=cfg["in_channels"], device=dev,
                         **ptv3_kwargs_from_config(cfg, compat)).eval()
@@ -43,7 +43,7 @@ def fixture_case(name: str, compat: str, dev: torch.device) -> dict:
 
 
 def serialization_check(dev: torch.device) -> dict:
-    g = torch.load(FIXTURES / "serialization.pt", weights_only=False)
+    g = torch.load(FIXTURES / "serialization.pt", weights_only=True)
     ser = serialize(g["grid_coord"].to(dev), g["batch"].to(dev))
     p = g["point"]
     ok = all(torch.equal(a.cpu(), p[b]) for a, b in ((ser.code, "serialized_code"), (ser.order, "serialized_order"),

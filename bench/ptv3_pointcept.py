@@ -205,7 +205,7 @@ def release_memory() -> None:
 
 
 def load_batch(path: Path) -> dict:
-    b = torch.load(path)
+    b = torch.load(path, weights_only=True)
     return {"grid_coord": b["grid_coord"].long(), "coord": b["coord"].float(), "feat": b["feat"].float(),
             "batch": b["batch"].long(), "offset": b["offset"].long(), "segment": b["segment"].long()}
 

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ckpt = load_checkpoint(args.ckpt)
         cfg = config_from(args, ckpt)
-    except (ConfigError, FileNotFoundError, RuntimeError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     D.init_distributed(cfg.train.device)

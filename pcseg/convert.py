@@ -32,15 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def read_pointcept_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict of a Pointcept checkpoint and its other scalar entries (epoch, best metric)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # older checkpoints pickle more than tensors; the user chose to trust this file
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ValueError(f"{path} cannot be read as a torch checkpoint ({exc})") from None
+    from pcseg.engine.checkpoint import safe_load
+
+    obj = safe_load(path, what="Pointcept checkpoint")  # never unpickles code (no unsafe retry)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     state = obj.get("state_dict", obj)

@@ -20,7 +20,7 @@ CFG = REPO / "configs" / "synthetic_ptv3.yaml"
 
 
 def _case(name: str = "case_main_default") -> dict:
-    return torch.load(FIXTURES / f"{name}.pt", weights_only=False)
+    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
 def _overrides(case: dict) -> list[str]:
@@ -68,7 +68,7 @@ def test_converted_checkpoint_reproduces_pointcept_logits(tmp_path: Path, capsys
 def test_unmatched_names_are_listed_and_nothing_is_written(tmp_path: Path, capsys) -> None:
     case = _case()
     src, _ = _pointcept_checkpoint(tmp_path, case, prefix="")
-    ckpt = torch.load(src)
+    ckpt = torch.load(src, weights_only=True)
     sd = ckpt["state_dict"]
     sd["backbone.extra.weight"] = torch.zeros(3)
     del sd["backbone.enc.enc0.block0.attn.qkv.bias"]

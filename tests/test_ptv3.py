@@ -25,7 +25,7 @@ CASES = {"main_default": "main", "main_orders": "main", "v151": "v1.5.1"}
 
 
 def _load(name: str) -> dict:
-    return torch.load(FIXTURES / f"{name}.pt", weights_only=False)
+    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
 def _model_for(case: dict, compat: str, cfg: dict | None = None, **extra) -> torch.nn.Module:

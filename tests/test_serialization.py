@@ -22,7 +22,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "ptv3" / "serialization.pt"
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    return torch.load(FIXTURE, weights_only=False)
+    return torch.load(FIXTURE, weights_only=True)
 
 
 @pytest.mark.parametrize("which", ["large", "small"])
