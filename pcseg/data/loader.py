@@ -1,8 +1,10 @@
 """DataLoader construction with reproducible shuffling and worker seeding."""
 from __future__ import annotations
 
+import os
 import random
 import signal
+import threading
 from functools import partial
 
 import numpy as np
@@ -18,18 +20,45 @@ def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
+def _ignore_stop_signals_from_others() -> None:
+    """In a loader worker: survive the stop signals meant for the main process, and still obey the
+    DataLoader's own shutdown.
+
+    A stop request is the main process's to handle: it finishes the step, saves and exits. But
+    SLURM (``scancel``, preemption, time limits) and ``kill -- -PGID`` signal every process of
+    the step, workers included, and a worker killed by that makes the main process fail instead.
+    SIGUSR1 is simply ignored. SIGTERM cannot be: the DataLoader (and multiprocessing at exit)
+    terminates stuck workers with it and then waits for them. So SIGTERM is blocked and a
+    thread reads it with ``sigwaitinfo``, which tells who sent it: from the parent (the main
+    process) it ends the worker at once; from anyone else it is dropped. Where ``sigwaitinfo``
+    does not exist (macOS), SIGTERM keeps its default.
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    # blocked before any other thread of this worker starts, so every thread inherits the mask
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def watch() -> None:
+        while True:
+            info = signal.sigwaitinfo({signal.SIGTERM})
+            if info.si_pid == parent or os.getppid() != parent:
+                os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="pcseg-sigterm", daemon=True).start()
+
+
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """Give each worker of each rank its own fixed seed for numpy, random and torch.
+    """Give each worker of each rank its own fixed seed for numpy, random and torch, and keep it
+    alive through stop signals aimed at the whole process group (see
+    :func:`_ignore_stop_signals_from_others`).
 
     The dataset draws augmentations from its own (seed, epoch, index) generator;
     this covers any library code that still uses the global generators.
     """
     worker_seed = _derived_seed(seed, rank, worker_id)
-    # A stop request (SIGUSR1, which srun delivers to every process of the job step) is the
-    # main process's to handle: it finishes the step and saves. A worker killed by it first
-    # would make the main process fail instead. SIGTERM keeps its default: the DataLoader
-    # itself uses it to shut down workers that do not exit on their own.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    _ignore_stop_signals_from_others()
     np.random.seed(worker_seed % 2**32)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)

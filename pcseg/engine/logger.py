@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pcseg.utils.atomic import atomic_write_text
+
 
 def get_logger(out_dir: Path | None = None, is_main: bool = True, name: str = "pcseg") -> logging.Logger:
     """A logger writing to the console and (on rank 0) to ``out_dir/train.log``."""
@@ -69,6 +71,25 @@ class MetricsWriter:
             data = {f"{kind}/{k}": v for k, v in record.items()
                     if isinstance(v, (int, float)) and k not in ("step", "type")}
             self._wandb.log(data, step=int(record.get("step", 0)))
+
+    def keep_until(self, step: int, keep_val: bool = True) -> None:
+        """Drop the records written after the checkpoint a run resumes from (at ``step``), and that
+        step's validation too when it is still to come, so the resumed run's records continue the
+        file without repeats (a crash after a record but before the checkpoint writes them twice)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        keep = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash
+            at = int(rec.get("step", 0))
+            if at < step or (at == step and (keep_val or rec.get("type") != "val")):
+                keep.append(line)
+        if len(keep) != len(lines):
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
 
     def close(self) -> None:
         if self._wandb is not None:

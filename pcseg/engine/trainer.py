@@ -89,18 +89,23 @@ def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDatase
 
 
 class Trainer:
+    """Builds everything a run needs, then :meth:`fit` trains it.
+
+    Everything that can be refused (config values, data, checkpoints to resume or start from)
+    is checked while building, before the out_dir, ``train.log`` or ``config.yaml`` is created:
+    a refused run leaves no trace.
+    """
+
     def __init__(self, cfg: DictConfig, dist: D.DistInfo | None = None) -> None:
         self.cfg = cfg
         self.dist = dist or D.current()
         self.device = resolve_device(cfg.train.device)
         self.out_dir = Path(cfg.out_dir)
+        self.log = get_logger(None, self.dist.is_main)  # console only until the run is accepted
+        self._notes: list[str] = []  # set-up messages for train.log, written once it exists
         # An out_dir with a last.pth is continued automatically, but only by the same experiment:
         # checked before anything in the folder is touched.
         self._resume_state = self._previous_run(self.out_dir / "last.pth")
-        self.log = get_logger(self.out_dir, self.dist.is_main)
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out_dir / "config.yaml")
         torch.manual_seed(cfg.seed + self.dist.rank)
         np.random.seed((cfg.seed + self.dist.rank) % 2**32)
 
@@ -157,14 +162,28 @@ class Trainer:
         self.manifest = read_manifest(Path(cfg.data.root))
         self.criterion = SegLoss(self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
         self.step = 0
+        # Epochs whose end-of-epoch duties (validation, best.pth) are done. A stop on an epoch's
+        # last step saves before them; the resumed run does them first (see _end_of_epoch_pending).
+        self.epochs_done = 0
         self.best_miou = -1.0
-        self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
         if self._resume_state is not None:
             self._resume(self._resume_state)
             self._resume_state = None  # no second copy of the weights in memory
         elif cfg.resume:
-            self.log.info("resume requested but %s does not exist: starting from scratch", self.out_dir / "last.pth")
+            self._notes.append(f"resume requested but {self.out_dir / 'last.pth'} does not exist: starting from "
+                               "scratch")
         self._stop_signal: int | None = None
+
+        # ---- the run is accepted: only now does anything appear on disk
+        self.log = get_logger(self.out_dir, self.dist.is_main)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out_dir / "config.yaml")
+        self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
+        if self.step > 0:  # records a crashed run wrote after its last checkpoint would appear twice
+            self.metrics.keep_until(self.step, keep_val=not self._end_of_epoch_pending())
+        for note in self._notes:
+            self.log.info("%s", note)
 
     # ------------------------------------------------------------------ set-up helpers
     def _class_weights(self) -> torch.Tensor | None:
@@ -204,8 +223,8 @@ class Trainer:
                              f"missing {missing[:8]}, unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}; "
                              "use the model settings it was trained with")
         self.model.load_state_dict(source, strict=False)
-        self.log.info("initialised from %s%s", path, "" if same_classes else
-                      " (classes differ: the point classifier starts fresh)")
+        self._notes.append(f"initialised from {path}" + ("" if same_classes else
+                           " (classes differ: the point classifier starts fresh)"))
 
     def _previous_run(self, path: Path) -> dict[str, Any] | None:
         """The checkpoint to continue from, if ``path`` exists; an error if it was written with
@@ -244,10 +263,13 @@ class Trainer:
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
+        # checkpoints of earlier versions were always saved after their epoch-end duties
+        self.epochs_done = int(ckpt.get("epochs_done", self.step // self.steps_per_epoch))
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         rng = ckpt["rng"][self.dist.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
         set_rng_state(rng)
-        self.log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
+        self._notes.append(f"resumed from {path} at step {self.step} (epoch {self.step // self.steps_per_epoch})"
+                           + (": the validation of that epoch comes first" if self._end_of_epoch_pending() else ""))
 
     def _checkpoint_state(self) -> dict[str, Any]:
         rng = rng_state()
@@ -262,6 +284,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
+            "epochs_done": self.epochs_done,
             "best_miou": self.best_miou,
             "rng": rng,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -356,10 +379,9 @@ class Trainer:
         t = self.cfg.train
         max_steps = t.max_steps if t.max_steps is not None else self.total_steps
         max_steps = min(max_steps, self.total_steps)
-        last_val: dict[str, Any] = {}
         previous = self._install_stop_handlers()
         try:
-            return self._fit(max_steps, last_val)
+            return self._fit(max_steps)
         except StopRequested:
             previous = {}  # stopping: further stop signals (e.g. srun's to the other tasks) are ignored
             raise
@@ -379,7 +401,9 @@ class Trainer:
 
         return {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
 
-    def _stop_if_requested(self) -> None:
+    def _stop_if_requested(self, saved: bool = False) -> None:
+        """If any rank was asked to stop: write ``last.pth`` (unless it was just written) and raise
+        :class:`StopRequested` on every rank. A collective: every rank calls it at the same points."""
         flag = -1 if self._stop_signal is None else int(self._stop_signal)
         signum = D.max_over_ranks(flag, self.device)
         if signum < 0:
@@ -387,54 +411,88 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:  # once stopping, a second signal must not kill the process mid-save
                 signal.signal(sig, signal.SIG_IGN)
-        self.save("last.pth")
+        if not saved:
+            self.save("last.pth")
         # every rank leaves only once last.pth is on disk: srun may kill the remaining tasks as soon
         # as the first one exits
         D.barrier()
-        self.log.info("stop requested (%s): saved %s at step %d", signal.Signals(signum).name,
-                      self.out_dir / "last.pth", self.step)
+        self.log.info("stop requested (%s): saved %s at step %d%s", signal.Signals(signum).name,
+                      self.out_dir / "last.pth", self.step,
+                      "; the epoch's validation runs when the run continues" if self._end_of_epoch_pending() else "")
         raise StopRequested(signum, self.step, self.out_dir / "last.pth")
 
-    def _fit(self, max_steps: int, last_val: dict[str, Any]) -> dict[str, Any]:
+    def _end_of_epoch_pending(self) -> bool:
+        """At an epoch boundary whose duties have not run (the run stopped right after its last step)."""
+        return self.step > 0 and self.step % self.steps_per_epoch == 0 and \
+            self.epochs_done < self.step // self.steps_per_epoch
+
+    def _log_train(self, logs: dict[str, float], epoch: int, max_steps: int) -> None:
+        """Every ``train.log_every`` steps (and at the last): one metrics.jsonl line, averaged over ranks."""
+        if self.step % self.cfg.train.log_every and self.step != max_steps:
+            return
+        now = time.perf_counter()
+        rate = (self.step - self._ticked) / max(now - self._tick, 1e-9)
+        self._tick, self._ticked = now, self.step
+        rec = {"type": "train", "step": self.step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"],
+               "it_per_s": rate}
+        rec.update({k: D.all_reduce_mean(v, self.device) for k, v in logs.items()})
+        self.metrics.log(rec)
+
+    def _end_of_epoch(self) -> dict[str, Any] | None:
+        """The duties of an epoch boundary, in this order: validation (when due), ``best.pth`` if it
+        improved, ``last.pth``. last.pth comes after the validation so that it records the epoch as
+        done, and a resumed run neither repeats nor skips it; best.pth and last.pth are the same
+        state, so a crash between the two writes loses nothing. Returns the validation metrics."""
+        t = self.cfg.train
+        ep = self.step // self.steps_per_epoch
+        val, improved = None, False
+        if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
+            val = self.validate(epoch=ep)
+            improved = val["miou"] is not None and val["miou"] > self.best_miou
+            if improved:
+                self.best_miou = val["miou"]
+        self.epochs_done = ep
+        state = self._checkpoint_state()
+        if improved:
+            self.save("best.pth", state)
+        self.save("last.pth", state)
+        return val
+
+    def _fit(self, max_steps: int) -> dict[str, Any]:
+        """The loop. After each step: log, then honour a stop request (save and leave; the epoch's
+        duties, if this step ended one, are left to the resumed run so the stop stays prompt), then
+        stop at ``max_steps``. After an epoch's last step: :meth:`_end_of_epoch`, then a stop
+        request that arrived meanwhile. Whatever step a run stops at, stop + resume gives the
+        validation records and best.pth of the uninterrupted run."""
         t = self.cfg.train
         self.log.info("training %s: %d scenes, %d steps/epoch x %d epochs, batch %d (x%d processes), device %s",
                       f"{self.cfg.model.name}/{self.cfg.model.preset or 'default'}", len(self.train_set), self.steps_per_epoch, t.epochs,
                       self.batch_per_rank, self.dist.world_size, self.device)
+        last_val: dict[str, Any] = {}
+        if self._end_of_epoch_pending():
+            last_val = self._end_of_epoch() or last_val
+            self._stop_if_requested(saved=True)
         while self.step < max_steps:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch)
             self.sampler.set_epoch(epoch, start=skip * self.batch_per_rank)
             bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{t.epochs}",
                        disable=not (self.dist.is_main and t.progress), dynamic_ncols=True, leave=False)
-            tick, ticked = time.perf_counter(), self.step
+            self._tick, self._ticked = time.perf_counter(), self.step
             for batch in self.train_loader:
                 logs = self.train_step(batch)
-                lr = self.optimizer.param_groups[0]["lr"]
                 bar.update(1)
-                bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{lr:.2e}")
-                if self.step % t.log_every == 0 or self.step == max_steps:
-                    now = time.perf_counter()
-                    rate = (self.step - ticked) / max(now - tick, 1e-9)
-                    tick, ticked = now, self.step
-                    rec = {"type": "train", "step": self.step, "epoch": epoch, "lr": lr, "it_per_s": rate}
-                    rec.update({k: D.all_reduce_mean(v, self.device) for k, v in logs.items()})
-                    self.metrics.log(rec)
+                bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                self._log_train(logs, epoch, max_steps)
                 self._stop_if_requested()
                 if self.step >= max_steps:
                     break
             bar.close()
-            improved = False
-            if self.step % self.steps_per_epoch == 0:  # end of an epoch
-                ep = self.step // self.steps_per_epoch
-                if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
-                    last_val = self.validate(epoch=ep)
-                    improved = last_val["miou"] is not None and last_val["miou"] > self.best_miou
-                    if improved:
-                        self.best_miou = last_val["miou"]
-            state = self._checkpoint_state()
-            if improved:
-                self.save("best.pth", state)
-            self.save("last.pth", state)
+            if self.step % self.steps_per_epoch == 0:
+                last_val = self._end_of_epoch() or last_val
+                self._stop_if_requested(saved=True)
+            else:  # train.max_steps within an epoch
+                self.save("last.pth")
         return last_val
 
     # ------------------------------------------------------------------ validation
