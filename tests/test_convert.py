@@ -97,3 +97,32 @@ def test_not_a_checkpoint(tmp_path: Path, capsys) -> None:
     bad.write_bytes(b"not a pickle")
     assert convert_cli.main([str(bad), str(tmp_path / "o.pth"), "--cfg", str(CFG)]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_tensor_of_a_stage_the_config_lacks_is_listed(tmp_path: Path, capsys) -> None:
+    case = _case()
+    src, _ = _pointcept_checkpoint(tmp_path, case)
+    ckpt = torch.load(src)
+    sd = ckpt["state_dict"]
+    stray = ["module.backbone.enc.enc9.down.proj.weight", "module.backbone.enc.enc9.block0.attn.qkv.bias"]
+    for name in stray:  # the fixture network has 5 stages (enc0..enc4)
+        sd[name] = torch.zeros(4, 4)
+    torch.save(ckpt, src)
+    out = tmp_path / "converted.pth"
+    assert convert_cli.main([str(src), str(out), "--cfg", str(CFG), *_overrides(case)]) == 2
+    err = capsys.readouterr().err
+    assert "unmatched source names (2)" in err and all(name in err for name in stray), err
+    assert "nothing was written" in err and not out.exists() and not list(tmp_path.glob("converted*"))
+
+
+def test_stage_without_its_down_projection_is_named(tmp_path: Path, capsys) -> None:
+    case = _case()
+    src, _ = _pointcept_checkpoint(tmp_path, case, prefix="")
+    ckpt = torch.load(src)
+    del ckpt["state_dict"]["backbone.enc.enc2.down.proj.weight"]
+    torch.save(ckpt, src)
+    out = tmp_path / "converted.pth"
+    assert convert_cli.main([str(src), str(out), "--cfg", str(CFG), *_overrides(case)]) == 2
+    err = capsys.readouterr().err
+    assert "missing target names (1)" in err and "backbone.enc.2.down.proj.weight" in err
+    assert "nothing was written" in err and not out.exists()

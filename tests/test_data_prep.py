@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -259,3 +260,97 @@ def test_command_line_script(converted, tmp_path) -> None:
                         "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "0 failed" in r.stdout
+
+
+def _write_mesh(raw: Path, name: str, vertices: np.ndarray, faces: np.ndarray, sub: str = "scans") -> Path:
+    from pcseg.data.synthetic.release import _ply_bytes
+
+    mesh = raw / sub / name / f"{name}_vh_clean_2.ply"
+    colors = np.full((len(vertices), 4), 200, dtype=np.uint8)
+    mesh.write_bytes(_ply_bytes(vertices.astype(np.float32), colors, faces.reshape(-1, 3)))
+    return mesh
+
+
+def test_empty_faceless_and_nan_meshes_fail_their_scene(small_release, tmp_path, capsys) -> None:
+    raw0, splits = small_release
+    raw = tmp_path / "raw"
+    shutil.copytree(raw0, raw)
+    empty, faceless, nan = splits["test"][0], splits["train"][0], splits["val"][0]
+    _write_mesh(raw, empty, np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int32), sub="scans_test")
+    _write_mesh(raw, faceless, read_mesh(raw / "scans" / faceless / f"{faceless}_vh_clean_2.ply")[0],
+                np.zeros((0, 3), dtype=np.int32))
+    coord, _, faces = read_mesh(raw / "scans" / nan / f"{nan}_vh_clean_2.ply")
+    coord[7, 2] = np.nan
+    _write_mesh(raw, nan, coord, faces)
+    out = tmp_path / "out"
+    assert _convert(raw, out) == 1
+    m = json.loads((out / "manifest.json").read_text())
+    failures = {f["scene"]: f["reason"] for f in m["failures"]}
+    assert set(failures) == {empty, faceless, nan}
+    assert "has no vertices" in failures[empty] and f"{empty}_vh_clean_2.ply" in failures[empty]
+    assert "has no faces" in failures[faceless] and f"{faceless}_vh_clean_2.ply" in failures[faceless]
+    assert "non-finite vertex coordinates" in failures[nan] and "first: vertex 7" in failures[nan]
+    for split, name in (("test", empty), ("train", faceless), ("val", nan)):
+        assert not (out / split / name).exists() and name not in m["splits"][split]["scenes"]
+    assert "3 failed" in capsys.readouterr().err
+
+
+def test_non_finite_axis_alignment_fails_its_scene(small_release, tmp_path) -> None:
+    raw0, splits = small_release
+    raw = tmp_path / "raw"
+    shutil.copytree(raw0, raw)
+    name = splits["train"][1]
+    meta = raw / "scans" / name / f"{name}.txt"
+    meta.write_text("axisAlignment = nan 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1\n")
+    out = tmp_path / "out"
+    assert _convert(raw, out, "--align") == 1
+    [failure] = json.loads((out / "manifest.json").read_text())["failures"]
+    assert failure["scene"] == name and str(meta) in failure["reason"] and "non-finite" in failure["reason"]
+    assert not (out / "train" / name).exists()
+
+
+def test_leftover_folders_are_removed_or_put_back(small_release, tmp_path) -> None:
+    from pcseg.data.dataset import SceneCacheDataset
+
+    raw, splits = small_release
+    out = tmp_path / "out"
+    assert _convert(raw, out) == 0
+    train = out / "train"
+    a, b = splits["train"][:2]
+    shutil.copytree(train / a, train / f".{a}.old-4242")  # stopped after the replacement: a stale old copy
+    os.replace(train / b, train / f".{b}.old-4243")  # stopped between the two renames: the only copy
+    (train / f".{a}.tmp-4244").mkdir()  # stopped while writing
+    assert sorted(SceneCacheDataset(out, "train").names) == sorted(set(splits["train"]) - {b})
+    assert _convert(raw, out) == 0
+    assert sorted(p.name for p in train.iterdir()) == sorted(splits["train"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["converted"] == 0  # b was put back (and is up to date), not lost and rebuilt
+    assert m["splits"]["train"]["num_scenes"] == len(splits["train"])
+
+
+def test_scene_files_are_fsynced_before_the_rename(small_release, tmp_path, monkeypatch) -> None:
+    from pcseg.utils import atomic
+
+    raw, splits = small_release
+    synced: list[Path] = []
+    real = atomic.fsync_file
+    monkeypatch.setattr(atomic, "fsync_file", lambda p: (synced.append(Path(p)), real(p)))
+    assert _convert(raw, tmp_path) == 0
+    name = splits["train"][0]
+    names = {(p.parent.name, p.name) for p in synced}
+    for f in FILES:  # written in the hidden temporary folder, synced there, then renamed
+        assert (f".{name}.tmp-{os.getpid()}", f"{f}.npy") in names
+
+
+def test_damaged_cache_is_rebuilt_not_failed(converted, tmp_path) -> None:
+    raw, splits, out0 = converted
+    out = tmp_path / "out"
+    shutil.copytree(out0, out)
+    name = splits["val"][0]
+    coord = out / "val" / name / "coord.npy"
+    data = coord.read_bytes()
+    coord.write_bytes(data[: len(data) // 2])  # newer than its inputs, so "up to date" by time alone
+    assert _convert(raw, out) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["converted"] == 1 and m["failures"] == []
+    assert coord.read_bytes() == (out0 / "val" / name / "coord.npy").read_bytes()

@@ -87,9 +87,8 @@ def test_missing_cache_messages(tmp_path: Path, cache: Path) -> None:
 
 def test_missing_labels_error_in_labelled_split_and_ignore_fill_in_test(tmp_path: Path, cache: Path) -> None:
     write_scene(tmp_path / "train" / "scene0001_00", 300, seed=1, labels=False)
-    ds = SceneCacheDataset(tmp_path, "train")
-    with pytest.raises(FileNotFoundError, match="segment200.npy"):
-        ds[0]
+    with pytest.raises(FileNotFoundError, match="segment200.npy"):  # refused when built, not mid-training
+        SceneCacheDataset(tmp_path, "train")
     test_item = SceneCacheDataset(cache, "test")[0]
     assert (test_item["segment"] == -1).all() and len(test_item["segment"]) == 900
 

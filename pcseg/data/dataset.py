@@ -7,6 +7,11 @@ Layout (also what Pointcept's ScanNet preprocessing writes)::
                          normal.npy    float32 (N, 3)
                          segment200.npy / segment20.npy   int16/32/64 (N,), -1 = ignore
                          instance.npy  int (N,)           (optional)
+
+Only folders with a valid scene name count (:mod:`pcseg.data.scene_names`): hidden
+leftovers of an interrupted replacement (``.<scene>.old-<pid>``) are never scenes. Every
+scene's array headers are checked when the dataset is built and its values when loaded
+(:mod:`pcseg.data.cache_check`); a malformed cache raises SceneDataError naming the file.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .cache_check import MissingSceneFile, check_scene_headers, load_array, scene_error
+from .scene_names import is_scene_name
 from .transforms import Compose, build_transforms
 
 LABEL_SETS = {"segment200": 200, "segment20": 20}
@@ -69,11 +76,31 @@ class SceneCacheDataset(Dataset):
             found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             raise FileNotFoundError(f"split folder {split_dir} does not exist (found splits: {found}). "
                                     f"{prep_hint(self.root)}")
-        scenes = sorted(p.parent for p in split_dir.glob("*/coord.npy"))
+        scenes = sorted(p for p in split_dir.iterdir() if p.is_dir() and is_scene_name(p.name))
         if not scenes:
             raise FileNotFoundError(f"no scenes in {split_dir} (looked for {split_dir / '*' / 'coord.npy'}). "
                                     f"{prep_hint(self.root)}")
+        for scene in scenes:
+            self._check_headers(scene)
         return scenes
+
+    def _files(self) -> tuple[list[str], list[str]]:
+        """(required, optional) files of a scene: only the ones this dataset reads are checked."""
+        required = ["coord", "color", "normal"]
+        optional = ["instance"] if self.with_instance else []
+        (optional if self.split in UNLABELLED_SPLITS else required).append(self.label_set)
+        return required, optional
+
+    def _check_headers(self, scene: Path) -> int:
+        """Shapes and dtypes of the scene's files (headers only: cheap enough for every scene at start-up)."""
+        required, optional = self._files()
+        labels = scene / f"{self.label_set}.npy"
+        if self.label_set in required and (scene / "coord.npy").exists() and not labels.exists():
+            raise MissingSceneFile(
+                f"scene folder {scene} of labelled split {self.split!r}: missing labels {self.label_set}.npy. "
+                f"Re-run the cache builder, or pick another label_set (choices: {sorted(LABEL_SETS)}). "
+                f"{prep_hint(self.root)}")
+        return check_scene_headers(scene, required, optional)
 
     @property
     def names(self) -> list[str]:
@@ -94,44 +121,31 @@ class SceneCacheDataset(Dataset):
     def load_scene(self, index: int) -> dict[str, Any]:
         """The untransformed arrays of scene ``index % num_scenes``, in the transforms' dtypes."""
         scene = self.scene_dirs[index % len(self.scene_dirs)]
-
-        def read(name: str) -> np.ndarray:
-            path = scene / f"{name}.npy"
-            if not path.is_file():
-                raise FileNotFoundError(f"scene {scene.name}: missing {path}. {prep_hint(self.root)}")
-            return np.load(path)
-
-        coord = read("coord").astype(np.float32, copy=False).reshape(-1, 3)
+        # The headers were checked at start-up, but files can change during a run: check again.
+        coord = load_array(scene, "coord", None, np.float32)
         n = coord.shape[0]
         data: dict[str, Any] = {
             "coord": coord,
-            "color": read("color").astype(np.float32, copy=False).reshape(n, 3),
-            "normal": read("normal").astype(np.float32, copy=False).reshape(n, 3),
+            "color": load_array(scene, "color", n, np.float32),
+            "normal": load_array(scene, "normal", n, np.float32),
         }
-        label_path = scene / f"{self.label_set}.npy"
-        if label_path.is_file():
-            data["segment"] = self._labels(np.load(label_path).reshape(-1), scene.name, n)
-        elif self.split in UNLABELLED_SPLITS:
-            data["segment"] = np.full(n, IGNORE_INDEX, dtype=np.int64)
+        if (scene / f"{self.label_set}.npy").exists() or self.split not in UNLABELLED_SPLITS:
+            data["segment"] = self._labels(load_array(scene, self.label_set, n), scene)
         else:
-            raise FileNotFoundError(
-                f"scene {scene.name} of labelled split {self.split!r}: missing labels {label_path}. "
-                f"Re-run the cache builder, or pick another label_set (choices: {sorted(LABEL_SETS)}). "
-                f"{prep_hint(self.root)}")
+            data["segment"] = np.full(n, IGNORE_INDEX, dtype=np.int64)
         if self.with_instance:
-            instance_path = scene / "instance.npy"
-            data["instance"] = (np.load(instance_path).reshape(-1).astype(np.int64)
-                                if instance_path.is_file() else np.full(n, IGNORE_INDEX, dtype=np.int64))
+            data["instance"] = (load_array(scene, "instance", n).astype(np.int64)
+                                if (scene / "instance.npy").exists() else np.full(n, IGNORE_INDEX, dtype=np.int64))
         return data
 
-    def _labels(self, segment: np.ndarray, name: str, n: int) -> np.ndarray:
-        """Labels as int64 with every negative value mapped to the ignore index."""
-        if segment.shape[0] != n:
-            raise ValueError(f"scene {name}: {self.label_set} has {segment.shape[0]} labels for {n} points")
-        segment = segment.astype(np.int64)
+    def _labels(self, segment: np.ndarray, scene: Path) -> np.ndarray:
+        """Labels as int64 with every negative value mapped to the ignore index (integer dtype
+        and length were checked by load_array; the range is checked before the cast, so a huge
+        unsigned label cannot wrap round to 'ignore')."""
         if segment.size and segment.max() >= self.num_classes:
-            raise ValueError(f"scene {name}: {self.label_set} holds label {int(segment.max())}, "
-                             f"but the set has {self.num_classes} classes (0..{self.num_classes - 1})")
+            raise scene_error(scene, self.label_set, f"holds label {int(segment.max())}, but {self.label_set} "
+                              f"has {self.num_classes} classes (0..{self.num_classes - 1}; -1 = ignore)")
+        segment = segment.astype(np.int64)
         segment[segment < 0] = IGNORE_INDEX
         return segment
 

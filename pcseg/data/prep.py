@@ -1,15 +1,18 @@
 """Raw ScanNet release -> per-scene ``.npy`` caches (the layout Pointcept also reads).
 
 One scene is one unit of work: it is converted into a hidden temporary folder and
-renamed into place only when complete, so an interrupted or failed run never leaves a
-partial scene, and a bad scene never stops the others.
+renamed into place only when complete (and on disk: :func:`pcseg.utils.atomic.atomic_dir`),
+so an interrupted or failed run never leaves a partial scene, and a bad scene never stops
+the others. Scene names from the split lists are checked before anything is written
+(:mod:`pcseg.data.split_lists`), and every scene's arrays are checked with the rules the
+dataset applies when reading them (:mod:`pcseg.data.cache_check`) before they are written.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing as mp
-import os
+import re
 import shutil
 import sys
 import time
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pcseg.data.cache_check import SceneDataError, array_problems, check_scene_headers, load_array
 from pcseg.data.classes import scannet20, scannet200
 from pcseg.data.scannet_raw import (
     LabelMap,
@@ -31,10 +35,14 @@ from pcseg.data.scannet_raw import (
     vertex_labels,
     vertex_normals,
 )
-from pcseg.utils.atomic import atomic_write_text
+from pcseg.data.scene_names import is_scene_name
+from pcseg.data.split_lists import SPLITS, check_split_scenes, read_split_lists
+from pcseg.utils.atomic import atomic_dir, atomic_write_text, replace_durably
+
+__all__ = ["PrepPlan", "SPLITS", "SceneResult", "SceneTask", "convert_scene", "main", "plan_tasks",
+           "read_split_lists", "run"]
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 LABELLED_FILES = ("coord.npy", "color.npy", "normal.npy", "segment200.npy", "segment20.npy", "instance.npy")
 UNLABELLED_FILES = LABELLED_FILES[:3]
 
@@ -76,23 +84,6 @@ class PrepPlan:
     scenes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def read_split_lists(raw: Path, splits_dir: Path | None) -> tuple[Path, dict[str, list[str]]]:
-    """The official split lists, from ``--splits`` if given, else from the release folder."""
-    folder = splits_dir if splits_dir is not None else raw
-    scenes: dict[str, list[str]] = {}
-    for split in SPLITS:
-        path = folder / f"scannetv2_{split}.txt"
-        if not path.is_file():
-            hint = "" if splits_dir is not None else " or pass --splits DIR"
-            raise RawDataError(
-                f"split list {path} not found: the official lists scannetv2_train.txt, scannetv2_val.txt "
-                f"and scannetv2_test.txt come with the ScanNet code release (Tasks/Benchmark); "
-                f"put them in {folder}{hint}"
-            )
-        scenes[split] = [s.strip() for s in path.read_text().splitlines() if s.strip()]
-    return folder, scenes
-
-
 def _hist(labels: np.ndarray, k: int) -> np.ndarray:
     valid = labels[(labels >= 0) & (labels < k)]
     return np.bincount(valid.astype(np.int64), minlength=k)
@@ -123,12 +114,12 @@ def convert_scene(task: SceneTask) -> SceneResult:
         if not task.files.folder.is_dir():
             raise RawDataError(f"scene folder {task.files.folder} not found")
         if not task.force and dest.is_dir() and _is_fresh(task, dest, labelled):
-            coord = np.load(dest / "coord.npy", mmap_mode="r")
-            res = SceneResult(task.name, task.split, "skipped", num_vertices=len(coord))
-            if labelled:
-                res.hist200 = _hist(np.load(dest / "segment200.npy"), 200)
-                res.hist20 = _hist(np.load(dest / "segment20.npy"), 20)
-            return res
+            try:
+                res = _skipped(task, dest, labelled)
+                res.seconds = time.perf_counter() - t0
+                return res
+            except SceneDataError:
+                pass  # a damaged cache is rebuilt, not counted
         arrays = _scene_arrays(task, labelled)
         _write_scene_atomic(dest, arrays)
         res = SceneResult(task.name, task.split, "converted", num_vertices=len(arrays["coord"]))
@@ -143,8 +134,23 @@ def convert_scene(task: SceneTask) -> SceneResult:
     return res
 
 
+def _skipped(task: SceneTask, dest: Path, labelled: bool) -> SceneResult:
+    """The result of an up-to-date scene, read from its (checked) cache."""
+    keys = [f[: -len(".npy")] for f in (LABELLED_FILES if labelled else UNLABELLED_FILES)]
+    n = check_scene_headers(dest, keys)
+    res = SceneResult(task.name, task.split, "skipped", num_vertices=n)
+    if labelled:
+        res.hist200 = _hist(load_array(dest, "segment200", n), 200)
+        res.hist20 = _hist(load_array(dest, "segment20", n), 20)
+    return res
+
+
 def _scene_arrays(task: SceneTask, labelled: bool) -> dict[str, np.ndarray]:
     coord, color, faces = read_mesh(task.files.mesh)
+    if len(faces) == 0:
+        # Normals come from the faces: without any, every normal would be a silent zero feature.
+        raise RawDataError(f"mesh {task.files.mesh} has no faces, so it has no surface normals "
+                           "(a ScanNet scene is a triangle mesh)")
     normal = vertex_normals(coord, faces)
     if task.align:
         m = read_axis_alignment(task.files.meta)
@@ -159,6 +165,10 @@ def _scene_arrays(task: SceneTask, labelled: bool) -> dict[str, np.ndarray]:
         groups = read_aggregation(task.files.aggregation)
         s200, s20, inst = vertex_labels(seg, groups, _label_map(task.label_map_path))
         arrays.update(segment200=s200, segment20=s20, instance=inst)
+    problems = array_problems(arrays)
+    if problems:  # what the dataset would refuse is never written
+        raise RawDataError(f"scene {task.name}: converted arrays are malformed ({'; '.join(problems)}); "
+                           f"check {task.files.mesh} and {task.files.meta}")
     return arrays
 
 
@@ -173,37 +183,40 @@ def _label_map(path: Path) -> LabelMap:
 
 
 def _write_scene_atomic(dest: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write into ``.<scene>.tmp-<pid>`` and rename: the scene folder appears complete or not at all."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    """Write into ``.<scene>.tmp-<pid>``, fsync and rename: the scene folder appears complete or not at all."""
+    with atomic_dir(dest) as tmp:
         for key, arr in arrays.items():
             np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr))
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<tag>tmp|old)-\d+")
 
 
 def _clean_leftovers(out: Path) -> None:
-    """Remove temporary folders of an earlier interrupted run."""
+    """Remove what an interrupted run left in the split folders (see ``atomic_dir``).
+
+    ``.<scene>.tmp-<pid>`` is a half-written scene. ``.<scene>.old-<pid>`` is the previous copy
+    moved aside while its replacement was renamed in: removed when the scene folder exists,
+    but put back when it does not (the run stopped between the two renames, so it is the only
+    complete copy; the freshness check then decides whether to rebuild it).
+    """
     for split in SPLITS:
         folder = out / split
-        if folder.is_dir():
-            for p in folder.glob(".*.tmp-*"):
-                shutil.rmtree(p, ignore_errors=True)
+        if not folder.is_dir():
+            continue
+        found = [(p, m) for p in folder.iterdir() if (m := _LEFTOVER.fullmatch(p.name)) and p.is_dir()]
+        found.sort(key=lambda pm: pm[0].stat().st_mtime, reverse=True)  # the newest old copy is put back
+        for path, m in found:
+            dest = folder / m["name"]
+            if m["tag"] == "old" and is_scene_name(m["name"]) and not dest.exists():
+                replace_durably(path, dest)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def plan_tasks(plan: PrepPlan, force: bool) -> list[SceneTask]:
+    """One task per listed scene; names are checked first, so none can become a path outside ``plan.out``."""
+    check_split_scenes(plan.scenes)
     tasks = []
     for split in SPLITS:
         sub = "scans_test" if split == "test" else "scans"
@@ -220,6 +233,7 @@ def plan_tasks(plan: PrepPlan, force: bool) -> list[SceneTask]:
 
 def run(plan: PrepPlan, workers: int = 1, force: bool = False, progress: bool = True) -> dict:
     """Convert every listed scene and write ``OUT/manifest.json``; returns the manifest."""
+    check_split_scenes(plan.scenes)  # before anything is written
     plan.out.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(plan.out)
     manifest_path = plan.out / "manifest.json"
@@ -264,7 +278,8 @@ def build_manifest(inputs: dict, scenes: dict[str, list[str]], results: list[Sce
     h20 = np.zeros(20, dtype=np.int64)
     splits = {}
     for split in SPLITS:
-        ok = [by_name[(split, s)] for s in scenes[split] if by_name.get((split, s)) and by_name[(split, s)].status != "failed"]
+        listed = dict.fromkeys(scenes[split])  # a scene is counted once, however often it is listed
+        ok = [by_name[(split, s)] for s in listed if by_name.get((split, s)) and by_name[(split, s)].status != "failed"]
         splits[split] = {
             "scenes": {r.name: r.num_vertices for r in ok},
             "num_scenes": len(ok),

@@ -6,6 +6,7 @@ Kept apart from the conversion driver because evaluation reads the same raw file
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,14 @@ def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     missing = [p for p in ("x", "y", "z", "red", "green", "blue") if p not in names]
     if missing:
         raise RawDataError(f"mesh {path} lacks vertex properties {missing}")
-    coord = np.stack([vert["x"], vert["y"], vert["z"]], axis=1).astype(np.float32)
+    if len(vert) == 0:
+        raise RawDataError(f"mesh {path} has no vertices (an empty scene cannot be trained on or scored)")
+    with np.errstate(over="ignore"):  # a double beyond float32's range becomes inf, caught below
+        coord = np.stack([vert["x"], vert["y"], vert["z"]], axis=1).astype(np.float32)
+    if not np.isfinite(coord).all():
+        rows = np.flatnonzero(~np.isfinite(coord).all(axis=1))
+        raise RawDataError(f"mesh {path} has non-finite vertex coordinates (NaN or inf) at {len(rows)} of "
+                           f"{len(coord)} vertices, first: vertex {int(rows[0])}")
     color = np.stack([vert["red"], vert["green"], vert["blue"]], axis=1)
     if color.dtype != np.uint8:
         color = np.clip(color, 0, 255).astype(np.uint8)
@@ -86,8 +94,6 @@ def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     faces = faces.astype(np.int64, copy=False)
     if faces.size and (faces.min() < 0 or faces.max() >= len(coord)):
         raise RawDataError(f"mesh {path} has face indices outside 0..{len(coord) - 1}")
-    if not np.isfinite(coord).all():
-        raise RawDataError(f"mesh {path} has non-finite vertex coordinates")
     return coord, np.ascontiguousarray(color), faces
 
 
@@ -177,6 +183,8 @@ def read_axis_alignment(path: Path) -> np.ndarray:
                 raise RawDataError(f"{path}: axisAlignment is not 16 numbers ({exc})") from exc
             if len(values) != 16:
                 raise RawDataError(f"{path}: axisAlignment has {len(values)} numbers, expected 16")
+            if not all(np.isfinite(values)):
+                raise RawDataError(f"{path}: axisAlignment holds a non-finite number (nan or inf)")
             return np.array(values, dtype=np.float64).reshape(4, 4)
     return np.eye(4)
 
@@ -199,24 +207,38 @@ class LabelMap:
         lut20 = scannet20().id_to_index()
         to200: dict[str, int] = {}
         to20: dict[str, int] = {}
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter="\t")
-            missing = {"raw_category", "id", "nyu40id"} - set(reader.fieldnames or ())
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise RawDataError(f"label map {path} is not UTF-8 text (invalid byte at offset {exc.start}); "
+                               "use the scannetv2-labels.combined.tsv of the ScanNet release") from None
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+            columns = set(reader.fieldnames or ())
+            missing = {"raw_category", "id", "nyu40id"} - columns
             if missing:
-                raise RawDataError(f"label map {path} lacks columns {sorted(missing)}")
-            for line, row in enumerate(reader, start=2):
+                raise RawDataError(f"label map {path} lacks columns {sorted(missing)} (the first line must be the "
+                                   "tab-separated header of scannetv2-labels.combined.tsv)")
+            for row in reader:
+                line = reader.line_num
+                name, raw, nyu_text = row["raw_category"], row["id"], row["nyu40id"]
+                if name is None or raw is None or nyu_text is None:
+                    raise RawDataError(f"label map {path} line {line}: fewer columns than the header (no "
+                                       "raw_category, id or nyu40id value; is the file tab-separated?)")
                 try:
-                    raw_id = int(row["id"])
-                    nyu = int(row["nyu40id"]) if (row["nyu40id"] or "").strip() else 0
-                except ValueError as exc:
-                    raise RawDataError(f"label map {path} line {line}: non-integer id ({exc})") from exc
+                    raw_id = int(raw)
+                    nyu = int(nyu_text) if nyu_text.strip() else 0
+                except ValueError:
+                    raise RawDataError(f"label map {path} line {line}: non-integer id (id {raw!r}, "
+                                       f"nyu40id {nyu_text!r})") from None
                 if raw_id < 0 or nyu < 0:
                     raise RawDataError(f"label map {path} line {line}: negative id")
                 # Later rows win, as in the official reader (a plain dict); the duplicated
                 # 'object' rows of the release agree anyway.
-                name = row["raw_category"]
                 to200[name] = int(lut200[raw_id]) if raw_id < len(lut200) else -1
                 to20[name] = int(lut20[nyu]) if nyu < len(lut20) else -1
+        except csv.Error as exc:
+            raise RawDataError(f"label map {path}: not a valid tab-separated file ({exc})") from None
         return cls(to200=to200, to20=to20)
 
 

@@ -159,6 +159,18 @@ def _count(keys: list[str], pattern: str, key: Callable[[re.Match[str]], Any]) -
     return {key(m) for k in keys if (m := rx.match(k))}
 
 
+def _width(sd: Mapping[str, torch.Tensor], stage: int) -> int:
+    """Channels of encoder ``stage`` (> 0): from its down-projection, else from another tensor of
+    the stage, so a checkpoint lacking just that tensor is reported by convert_state_dict with
+    every other missing name, not as a bare KeyError here."""
+    p = f"backbone.enc.enc{stage}."
+    for name in (f"{p}down.proj.weight", f"{p}down.norm.0.weight", f"{p}block0.norm1.0.weight"):
+        if name in sd:
+            return int(sd[name].shape[0])
+    raise ValueError(f"Pointcept state dict: encoder stage {stage} has neither {p}down.proj.weight nor "
+                     f"{p}block0.norm1.0.weight, so its width is unknown (an incomplete or non-PT-v3m1 checkpoint)")
+
+
 def infer_ptv3_spec(src: Mapping[str, torch.Tensor]) -> PointceptSpec:
     """Read channels, depths, in_channels and num_classes off a Pointcept state dict."""
     sd = {_strip(k): v for k, v in src.items()}
@@ -169,15 +181,20 @@ def infer_ptv3_spec(src: Mapping[str, torch.Tensor]) -> PointceptSpec:
         raise ValueError("checkpoint uses relative position encoding (enable_rpe); PTv3 has none")
     stem = sd["backbone.embedding.stem.conv.weight"]  # (out, k, k, k, in)
     enc_stages = _count(keys, r"^backbone\.enc\.enc(\d+)\.", lambda m: int(m.group(1)))
-    n = max(enc_stages | {0}) + 1
+    # The stages are the unbroken run enc0, enc1, ...: tensors of a stage after a gap (enc9 in a
+    # 5-stage network) fit no model, so they are left to convert_state_dict, which lists them
+    # among the unmatched names instead of failing here on a missing key.
+    n = 1
+    while n in enc_stages:
+        n += 1
     enc_channels, enc_depths = [], []
     for s in range(n):
         blocks = _count(keys, rf"^backbone\.enc\.enc{s}\.block(\d+)\.", lambda m: int(m.group(1)))
         enc_depths.append(len(blocks))
         if s == 0:
             enc_channels.append(int(stem.shape[0]))
-        else:
-            enc_channels.append(int(sd[f"backbone.enc.enc{s}.down.proj.weight"].shape[0]))
+            continue
+        enc_channels.append(_width(sd, s))
     dec_channels, dec_depths = [], []
     for s in range(n - 1):
         w = sd.get(f"backbone.dec.dec{s}.up.proj.0.weight")
