@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -105,14 +106,14 @@ def safe_load(path: Path | str, map_location: str | torch.device = "cpu", what: 
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = _unsafe_globals(path)
-        if unsafe or "weights_only" in str(exc) or "Unsupported" in str(exc):
-            types = ", ".join(unsafe) if unsafe else str(exc).strip().splitlines()[0][:300]
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if unsafe or named:
+            types = ", ".join(unsafe) if unsafe else named.group(1)
             raise CheckpointError(
                 f"{what} {path} was refused: loading it would need {types}, which could run code from the "
                 "file. pcseg loads only tensors and plain data (torch.load weights_only=True). If the file "
                 "is yours, load it where you trust it and save its state_dict (tensors only)") from None
-        raise CheckpointError(f"{what} {path} cannot be read ({exc}); it may be truncated or from an "
-                              "interrupted copy") from None
+        raise CheckpointError(f"{what} {path} cannot be read: not a torch checkpoint, or truncated") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{what} {path} cannot be read ({first[:200]}); it may be truncated or from an "

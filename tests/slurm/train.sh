@@ -4,7 +4,10 @@
 #   1. a 2-task CPU job trains the synthetic config to the end;
 #   2. the same job, stopped mid-run by USR1 to its batch shell (what --signal=B:USR1@... does before
 #      a time limit), saves last.pth, requeues itself and finishes from last.pth, with the same final
-#      weights as the uninterrupted job.
+#      weights as the uninterrupted job;
+#   3. the same job with DataLoader workers, cancelled by a plain `scancel JOB` (SIGTERM to every
+#      process of the job, workers included, then SIGKILL after KillWait): it saves last.pth,
+#      requeues itself and finishes with the uninterrupted job's weights.
 #
 #   bash tests/slurm/train.sh            (root, or with SLURM already installed; uses .venv)
 set -euo pipefail
@@ -85,12 +88,34 @@ wait_for 600 "job $JOB2 to end" finished "$JOB2"
 grep -q "restart 1" "$WORK/part.out" || fail "job $JOB2 did not run a second time"
 log "requeued job $JOB2 completed"
 
-"$PYTHON" - "$WORK/full/last.pth" "$WORK/part/last.pth" <<'PY' || fail "final weights differ"
+same_weights() {  # same_weights RUN: its last.pth holds the uninterrupted job's step and weights
+    "$PYTHON" - "$WORK/full/last.pth" "$WORK/$1/last.pth" <<'PY' || fail "final weights of $1 differ"
 import sys
 import torch
-a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in sys.argv[1:3])
+a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in sys.argv[1:3])
 assert a["step"] == b["step"], (a["step"], b["step"])
 bad = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
 assert not bad, bad[:5]
-print(f"slurm-train: step {a['step']}: interrupted + requeued run has the uninterrupted run's weights")
+print(f"slurm-train: step {a['step']}: {sys.argv[2]} has the uninterrupted run's weights")
 PY
+}
+same_weights part
+
+# ---- 3. a plain scancel (SIGTERM to every process, loader workers included) requeues too --------
+JOB3=$("${SBATCH[@]}" --output="$WORK/cancel.out" "$REPO/launch/slurm/train.sbatch" \
+       configs/synthetic_base.yaml "${OVR[@]}" data.num_workers=1 out_dir="$WORK/cancel") || fail "sbatch failed"
+at_step3() { grep -q '"step": [3-9]' "$WORK/cancel/metrics.jsonl" 2>/dev/null; }
+wait_for 300 "job $JOB3 to pass step 3" at_step3
+scancel "$JOB3" || fail "scancel $JOB3 failed"
+log "plain scancel sent to job $JOB3"
+requeued3() { grep -q "pcseg: state saved; requeueing job $JOB3" "$WORK/cancel.out" 2>/dev/null; }
+wait_for 120 "job $JOB3 to save and requeue after scancel" requeued3
+log "job $JOB3 saved its state and requeued itself"
+# the completion log first records the cancelled run (CANCELLED), then the requeued one
+restarted3() { grep -q "restart 1" "$WORK/cancel.out" 2>/dev/null; }
+wait_for 120 "job $JOB3 to run again" restarted3
+wait_for 600 "job $JOB3 to end" finished "$JOB3"
+[ "$(job_state "$JOB3")" = COMPLETED ] || fail "job $JOB3 ended $(job_state "$JOB3")"
+grep -q "killed by signal" "$WORK/cancel.out" && fail "a loader worker was killed: $(grep -m1 'killed by signal' "$WORK/cancel.out")"
+log "requeued job $JOB3 completed"
+same_weights cancel
