@@ -3,9 +3,10 @@
 Runs single-process, under ``torchrun`` or as one ``srun`` task per GPU (DDP); only rank 0
 writes files. An ``out_dir`` holding a ``last.pth`` of the same config is continued.
 
-Exit codes: 0 done; 2 a user error (config, data, checkpoint); 3 the loss or gradients
-became NaN/inf; 4 another process failed or stopped answering; 75 stopped by SIGUSR1 or
-SIGTERM with the state saved (run the same command again, e.g. after a requeue).
+Exit codes: 0 done; 2 a user error (config, data, checkpoint; also a scene with bad values found
+while training, after saving last.pth); 3 the loss or gradients became NaN/inf; 4 another process
+failed or stopped answering; 75 stopped by SIGUSR1 or SIGTERM with the state saved (run the same
+command again, e.g. after a requeue).
 """
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
+def worker_message(exc: BaseException) -> str:
+    """The original message of an exception a DataLoader worker raised: the loader re-raises it
+    with the worker's whole traceback as its text, of which the last line is the message."""
+    text = str(exc).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    name = type(exc).__name__
+    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -33,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    from pcseg.data.cache_check import SceneDataError
     from pcseg.engine import distributed as D
     from pcseg.engine.trainer import StopRequested, Trainer, TrainingDiverged
 
@@ -45,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         trainer.fit()
         D.cleanup(wait_for_all=True)
+    except SceneDataError as exc:  # bad values in a scene cache, found while training or validating
+        print(f"error: {worker_message(exc)}\n{cfg.out_dir}/last.pth holds the state after the last finished "
+              "step: fix the scene and run the same command again", file=sys.stderr)
+        return 2
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

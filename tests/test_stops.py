@@ -135,3 +135,32 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers(small_caches, tm
     assert again.returncode == 0, text[-3000:]
     _same_state(part / "last.pth", full / "last.pth")
     assert _val_records(part) == _val_records(full)
+
+
+def test_a_scene_with_bad_values_found_in_validation_keeps_the_state(small_caches, tmp_path) -> None:
+    """NaN coordinates in a validation scene (headers fine, so training starts) end the run with
+    exit 2 and a message naming the scene and file, after last.pth keeps the trained steps; the
+    epoch's validation is still to come, so the rerun on fixed data does it."""
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "caches"
+    shutil.copytree(small_caches, data)
+    scene = sorted(p for p in (data / "val").iterdir() if p.is_dir())[0]
+    coord = np.load(scene / "coord.npy")
+    bad = coord.copy()
+    bad[5, 1] = np.nan
+    np.save(scene / "coord.npy", bad)
+    run = tmp_path / "run"
+    proc = _train(tiny_overrides(data, run, **COMMON, **{"data.num_workers": 1}))
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, text[-3000:]
+    assert scene.name in text and "coord.npy" in text and "Traceback" not in text, text[-3000:]
+    saved = load_checkpoint(run / "last.pth")
+    assert saved["step"] == STEPS_PER_EPOCH and saved["epochs_done"] == 0
+    np.save(scene / "coord.npy", coord)
+    again = _train(tiny_overrides(data, run, **COMMON))
+    text, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, text[-3000:]
+    assert [r["epoch"] for r in _val_records(run)] == [1, 2, 3]

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from pcseg.data.cache_check import SceneDataError
 from pcseg.data.classes import table as class_table
 from pcseg.data.dataset import SceneCacheDataset
 from pcseg.data.loader import build_loader
@@ -384,6 +385,13 @@ class Trainer:
             return self._fit(max_steps)
         except StopRequested:
             previous = {}  # stopping: further stop signals (e.g. srun's to the other tasks) are ignored
+            raise
+        except SceneDataError:
+            # A scene with bad values (the headers were checked at set-up): the weights are those
+            # after the last finished step, so keep them; the rerun continues once the data is fixed.
+            # Under DDP saving is a collective the other ranks are not in: their last.pth stands.
+            if not self.dist.enabled:
+                self.save("last.pth")
             raise
         finally:
             for sig, handler in previous.items():
