@@ -62,7 +62,9 @@ def total_steps(cfg_path: Path, data: Path, overrides: list[str]) -> int:
     from pcseg.engine.config import load_config
 
     cfg = load_config(cfg_path, [f"data.root={data}", *overrides])
-    scenes = sum(1 for d in (data / "train").iterdir() if (d / "coord.npy").is_file())
+    from pcseg.data.scene_names import is_scene_name
+
+    scenes = sum(1 for d in (data / "train").iterdir() if is_scene_name(d.name) and (d / "coord.npy").is_file())
     steps = max(scenes // int(cfg.train.batch_size), 1) * int(cfg.train.epochs)
     return min(steps, int(cfg.train.max_steps)) if cfg.train.max_steps is not None else steps
 

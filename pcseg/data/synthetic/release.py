@@ -7,12 +7,13 @@ Every file is written atomically; a release is a deterministic function of its s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from pcseg.utils.atomic import atomic_dir, atomic_write_bytes
 
 from .labels import _LABEL_ROWS, LABEL_MAP_COLUMNS
 from .scene import _SPECS, SIZES, SyntheticScene, make_scene
@@ -116,16 +117,10 @@ def split_counts(num_scenes: int) -> tuple[int, int, int]:
     return num_scenes - n_val - n_test, n_val, n_test
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_label_map(path: Path) -> None:
     """Write ``scannetv2-labels.combined.tsv`` with the release's header and the rows used here."""
     text = "\t".join(LABEL_MAP_COLUMNS) + "\n" + _LABEL_ROWS
-    _atomic_write(Path(path), text.encode("utf-8"))
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def _write_one(args: tuple[Path, int, int, str, bool]) -> str:
@@ -135,18 +130,8 @@ def _write_one(args: tuple[Path, int, int, str, bool]) -> str:
     scene = make_scene(name, scene_seed(seed, index), size=size)
     parent = out / ("scans" if labelled else "scans_test")
     other = out / ("scans_test" if labelled else "scans") / name
-    final = parent / name
-    tmp = parent / f".{name}.tmp-{os.getpid()}"
-    old = parent / f".{name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(parent / name) as tmp:
         write_scene(scene, tmp, labelled=labelled)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     if other.exists():  # a scene that changed split in a re-run
         shutil.rmtree(other, ignore_errors=True)
     return name
@@ -187,5 +172,5 @@ def write_release(out: Path, num_scenes: int, seed: int = 0, size: str = "defaul
                 for _ in pool.map(_write_one, jobs):
                     bar.update(1)
     for split, names in splits.items():
-        _atomic_write(out / f"scannetv2_{split}.txt", "".join(f"{n}\n" for n in names).encode())
+        atomic_write_bytes(out / f"scannetv2_{split}.txt", "".join(f"{n}\n" for n in names).encode())
     return splits
