@@ -244,7 +244,7 @@ def test_cli_runs_as_script(tmp_path) -> None:
 
 def test_interrupted_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
     def boom(scene, scene_dir, labelled=True):
-        Path(scene_dir).mkdir(parents=True)
+        Path(scene_dir).mkdir(parents=True, exist_ok=True)  # as write_scene does
         (Path(scene_dir) / "half.ply").write_bytes(b"ply")
         raise KeyboardInterrupt
 
