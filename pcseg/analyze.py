@@ -102,6 +102,8 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from pcseg.data.cache_check import SceneDataError
+    from pcseg.data.loader import worker_message
     from pcseg.engine import distributed as D
     from pcseg.engine.checkpoint import load_checkpoint
     from pcseg.test import config_from
@@ -116,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.ckpt.parent / f"nc_{args.split}"
     try:
         result = analyze(cfg, args.ckpt, args.split, out, ckpt=ckpt)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, SceneDataError) as exc:  # missing caches; a scene with bad values
+        print(f"error: {worker_message(exc)}", file=sys.stderr)
         return 2
     finally:
         D.cleanup()

@@ -88,9 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"{args.ckpt} has no 'model' weights")
     from pcseg.engine import distributed as D
 
+    from pcseg.data.cache_check import SceneDataError
+
     info = D.init_distributed(cfg.train.device)
     try:
-        code = run(args, cfg, ckpt, views, info)
+        try:
+            code = run(args, cfg, ckpt, views, info)
+        except SceneDataError as exc:  # a scene with bad values, found when it is predicted
+            return _error(f"{exc}; nothing was written for it")
         if code == 0:
             D.cleanup(wait_for_all=True)
         return code

@@ -27,17 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
-def worker_message(exc: BaseException) -> str:
-    """The original message of an exception a DataLoader worker raised: the loader re-raises it
-    with the worker's whole traceback as its text, of which the last line is the message."""
-    text = str(exc).strip()
-    if "Original Traceback" not in text:
-        return text
-    last = text.splitlines()[-1]
-    name = type(exc).__name__
-    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -46,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     from pcseg.data.cache_check import SceneDataError
+    from pcseg.data.loader import worker_message
     from pcseg.engine import distributed as D
     from pcseg.engine.trainer import StopRequested, Trainer, TrainingDiverged
 

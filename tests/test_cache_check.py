@@ -122,3 +122,29 @@ def test_scene_folder_without_coord_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         SceneCacheDataset(tmp_path, "train")
     assert isinstance(err.value, SceneDataError) and f"scene folder {scene}: missing coord.npy" in str(err.value)
+
+
+@pytest.mark.parametrize("cli", ["test", "analyze"])
+def test_evaluation_names_a_scene_with_bad_values(cli, small_caches, tmp_path, capsys) -> None:
+    """pcseg.test and pcseg.analyze meet the NaN only when they load the scene: one message
+    naming scene and file, exit 2, no traceback."""
+    from pcseg import analyze as analyze_cli
+    from pcseg import test as test_cli
+    from pcseg.engine.config import load_config
+    from pcseg.engine.trainer import Trainer
+    from tests.conftest import REPO, tiny_overrides
+
+    data = tmp_path / "caches"
+    shutil.copytree(small_caches, data)
+    run = tmp_path / "run"
+    Trainer(load_config(REPO / "configs" / "synthetic_base.yaml", tiny_overrides(
+        data, run, **{"train.max_steps": 1, "train.eval_every": 0}))).fit()
+    scene = sorted(p for p in (data / "val").iterdir() if p.is_dir())[0]
+    coord = np.load(scene / "coord.npy")
+    coord[3, 0] = np.inf
+    np.save(scene / "coord.npy", coord)
+    capsys.readouterr()
+    main = test_cli.main if cli == "test" else analyze_cli.main
+    assert main(["--ckpt", str(run / "last.pth"), "--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert scene.name in err and "coord.npy" in err and "Traceback" not in err, err

@@ -64,6 +64,17 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     torch.manual_seed(worker_seed)
 
 
+def worker_message(exc: BaseException) -> str:
+    """The original message of an exception a DataLoader worker raised: the loader re-raises it
+    with the worker's whole traceback as its text, of which the last line is the message."""
+    text = str(exc).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    name = type(exc).__name__
+    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+
+
 class SceneLoader(DataLoader):
     """A DataLoader whose ``set_epoch`` reshuffles and re-augments reproducibly.
 
