@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pcseg.utils.atomic import atomic_write_text
+from pcseg.utils.atomic import atomic_write_text, fsync_file
 
 
 def get_logger(out_dir: Path | None = None, is_main: bool = True, name: str = "pcseg") -> logging.Logger:
@@ -71,6 +71,12 @@ class MetricsWriter:
             data = {f"{kind}/{k}": v for k, v in record.items()
                     if isinstance(v, (int, float)) and k not in ("step", "type")}
             self._wandb.log(data, step=int(record.get("step", 0)))
+
+    def sync(self) -> None:
+        """Put the records so far on disk: called before a checkpoint, so that after a crash the
+        file holds at least every record up to the checkpoint's step (a resumed run adds the rest)."""
+        if self.enabled and self.path.is_file():
+            fsync_file(self.path)
 
     def keep_until(self, step: int, keep_val: bool = True) -> None:
         """Drop the records written after the checkpoint a run resumes from (at ``step``), and that

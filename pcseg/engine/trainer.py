@@ -299,6 +299,7 @@ class Trainer:
     def save(self, name: str = "last.pth", state: dict[str, Any] | None = None) -> None:
         state = state if state is not None else self._checkpoint_state()
         if self.dist.is_main:
+            self.metrics.sync()
             save_checkpoint(self.out_dir / name, state)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
