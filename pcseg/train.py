@@ -11,7 +11,9 @@ command again, e.g. after a requeue).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from pcseg.engine.config import ConfigError, load_config
 
@@ -37,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     from pcseg.data.cache_check import SceneDataError
     from pcseg.data.loader import worker_message
     from pcseg.engine import distributed as D
-    from pcseg.engine.trainer import StopRequested, Trainer, TrainingDiverged
+    from pcseg.engine.trainer import STOP_SIGNALS, StopRequested, Trainer, TrainingDiverged
 
+    # A stop signal during set-up (joining the process group, reading the data, building the model)
+    # would otherwise kill the process with nothing saved and no requeue: keep it for the loop.
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: early.append(signum)) for sig in STOP_SIGNALS} \
+        if threading.current_thread() is threading.main_thread() else {}
     info = D.init_distributed(cfg.train.device, cfg.dist.timeout_s)
     try:
         try:
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, KeyError, ValueError) as exc:  # set-up problems: data, model name, batch
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if early:
+            trainer.request_stop(early[-1])
         trainer.fit()
         D.cleanup(wait_for_all=True)
     except SceneDataError as exc:  # bad values in a scene cache, found while training or validating
@@ -67,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     finally:
         D.cleanup()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -164,3 +164,21 @@ def test_a_scene_with_bad_values_found_in_validation_keeps_the_state(small_cache
     text, _ = again.communicate(timeout=300)
     assert again.returncode == 0, text[-3000:]
     assert [r["epoch"] for r in _val_records(run)] == [1, 2, 3]
+
+
+def test_a_stop_during_set_up_is_kept_for_the_loop(small_caches, tmp_path, monkeypatch) -> None:
+    """SIGTERM while the trainer is being built (data, model): no step runs, last.pth is written,
+    exit 75, so SLURM requeues instead of losing the job."""
+    from pcseg import train as train_cli
+
+    real_init = Trainer.__init__
+
+    def init_then_signal(self, *args, **kwargs) -> None:
+        real_init(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives before the loop installs its handlers
+
+    monkeypatch.setattr(Trainer, "__init__", init_then_signal)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    assert train_cli.main(["--cfg", str(CFG), *tiny_overrides(small_caches, tmp_path, **COMMON)]) == EXIT_STOPPED
+    assert load_checkpoint(tmp_path / "last.pth")["step"] == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # the caller's handlers are back

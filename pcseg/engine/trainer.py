@@ -405,10 +405,11 @@ class Trainer:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
-        def request_stop(signum: int, frame: Any) -> None:
-            self._stop_signal = signum
+        return {sig: signal.signal(sig, lambda signum, frame: self.request_stop(signum)) for sig in STOP_SIGNALS}
 
-        return {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+    def request_stop(self, signum: int) -> None:
+        """Ask the loop to stop at the next step boundary (what SIGUSR1/SIGTERM do)."""
+        self._stop_signal = signum
 
     def _stop_if_requested(self, saved: bool = False) -> None:
         """If any rank was asked to stop: write ``last.pth`` (unless it was just written) and raise
@@ -478,6 +479,7 @@ class Trainer:
                       f"{self.cfg.model.name}/{self.cfg.model.preset or 'default'}", len(self.train_set), self.steps_per_epoch, t.epochs,
                       self.batch_per_rank, self.dist.world_size, self.device)
         last_val: dict[str, Any] = {}
+        self._stop_if_requested()  # a stop that came during set-up: leave before any work
         if self._end_of_epoch_pending():
             last_val = self._end_of_epoch() or last_val
             self._stop_if_requested(saved=True)
