@@ -30,7 +30,7 @@ def _ignore_stop_signals_from_others() -> None:
     SIGUSR1 is simply ignored. SIGTERM cannot be: the DataLoader (and multiprocessing at exit)
     terminates stuck workers with it and then waits for them. So SIGTERM is blocked and a
     thread reads it with ``sigwaitinfo``, which tells who sent it: from the parent (the main
-    process) it ends the worker at once; from anyone else it is dropped. Where ``sigwaitinfo``
+    process) it ends the worker at once (as torch's own worker SIGTERM handler does); from anyone else it is dropped. Where ``sigwaitinfo``
     does not exist (macOS), SIGTERM keeps its default.
     """
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -44,7 +44,9 @@ def _ignore_stop_signals_from_others() -> None:
         while True:
             info = signal.sigwaitinfo({signal.SIGTERM})
             if info.si_pid == parent or os.getppid() != parent:
-                os._exit(128 + signal.SIGTERM)
+                # exit status 0, as torch's own worker handler does: the loader's SIGCHLD handler
+                # in the parent treats any other status as a crashed worker
+                os._exit(0)
 
     threading.Thread(target=watch, name="pcseg-sigterm", daemon=True).start()
 
