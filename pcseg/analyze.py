@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     from pcseg.engine.checkpoint import load_checkpoint
     from pcseg.test import config_from
 
+    out = args.out or args.ckpt.parent / f"nc_{args.split}"
+    if out.exists() and not out.is_dir():
+        print(f"error: the output folder {out} is a file: pass --out DIR (created if missing)", file=sys.stderr)
+        return 2
     try:
         ckpt = load_checkpoint(args.ckpt)
         cfg = config_from(args, ckpt)
@@ -115,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     D.init_distributed(cfg.train.device)
-    out = args.out or args.ckpt.parent / f"nc_{args.split}"
     try:
         result = analyze(cfg, args.ckpt, args.split, out, ckpt=ckpt)
     except (FileNotFoundError, SceneDataError) as exc:  # missing caches; a scene with bad values

@@ -73,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
                       "pass --raw RAW (the ScanNet release folder)")
     if args.max_voxels <= 0:
         return _error(f"--max-voxels must be positive, got {args.max_voxels}")
+    from math import isfinite
+
+    if not isfinite(args.overlap) or args.overlap < 0:
+        return _error(f"--overlap must be a finite number of metres >= 0, got {args.overlap}")
+    for flag, path in (("--raw", args.raw), ("--splits", args.splits)):
+        if path is not None and not path.is_dir():
+            return _error(f"{flag} {path} {'is not a folder' if path.exists() else 'not found'}")
+    for flag, path in (("--out", args.out), ("--save-ply", args.save_ply)):
+        if path is not None and path.exists() and not path.is_dir():
+            return _error(f"{flag} {path} is a file: pass a folder (it is created if missing)")
+    if args.submit is not None and args.submit.is_dir():
+        return _error(f"--submit {args.submit} is a folder: pass the zip to write, e.g. {args.submit / 'val.zip'}")
     from pcseg.engine.checkpoint import load_checkpoint
 
     try:

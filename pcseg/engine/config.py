@@ -1,19 +1,24 @@
 """Typed configuration: YAML files with ``_base_`` inheritance and dotted command-line overrides.
 
-The schema below is the single list of valid keys; OmegaConf checks every merged value
-against it, and errors are re-worded to name the file or override, the key and the
-closest valid name.
+The schema below is the single list of valid keys; OmegaConf checks every merged value's
+type against it, and errors are re-worded to name the file or override, the key and the
+closest valid name. Values are checked once everything is merged and resolved: named
+choices and the allowed range of every number and list (:mod:`pcseg.engine.config_values`),
+so a bad value is refused before any data or model is touched.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, InterpolationValidationError,
+                              OmegaConfBaseException)
+
+from pcseg.engine.config_values import value_problems
 
 
 @dataclass
@@ -169,19 +174,6 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-CHOICES = {
-    "data.label_set": ("segment200", "segment20"),
-    "optim.name": ("sgd", "adamw"),
-    "sched.name": ("onecycle", "cosine", "constant"),
-    "loss.class_weights": ("none", "inverse_sqrt", "inverse_log"),
-    "train.amp": ("none", "fp16", "bf16"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "wandb.mode": ("online", "offline", "disabled"),
-    "model.compat": (None, "main", "v1.5.2", "v1.5.1"),
-    "model.patch_rule": (None, "flash", "non_flash"),
-}
-
-
 class ConfigError(ValueError):
     """A config file or override is invalid; the message says where and how to fix it."""
 
@@ -205,6 +197,46 @@ def _drop_removed(data: dict, source: str) -> dict:
             node.pop(leaf)
             data = {**data, parent: node} if parent else node
     return data
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` -> ``(X, True)``; anything else -> ``(hint, False)``."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) is Union and len(args) == 1:
+        return args[0], True
+    return hint, False
+
+
+def _shape_problems(value: Any, hint: Any, key: str) -> list[str]:
+    """Where ``value`` has the wrong kind of container for the schema (a section that is not a
+    mapping, a list key given a mapping, ...): what OmegaConf reports without the key, or not at all."""
+    if isinstance(value, str) and "${" in value:
+        return []  # an interpolation: checked once resolved
+    hint, optional = _unwrap(hint)
+    if value is None:
+        return [] if optional or not is_dataclass(hint) else [f"config key '{key}' is a section: give it a mapping"]
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            return [f"config key '{key}' is a section: give it a mapping of its keys "
+                    f"(e.g. {key}: {{{fields(hint)[0].name}: ...}}), not {value!r}"[:300]]
+        hints = get_type_hints(hint)
+        return [p for k, v in value.items() if k in hints
+                for p in _shape_problems(v, hints[k], f"{key}.{k}" if key else str(k))]
+    origin = get_origin(hint)
+    if origin in (list, List):
+        if not isinstance(value, list):
+            return [f"config key '{key}' must be a list, e.g. [a, b], not {value!r}"[:300]]
+        (item,) = get_args(hint) or (Any,)
+        return [p for i, v in enumerate(value) for p in _shape_problems(v, item, f"{key}[{i}]")]
+    if origin in (dict, Dict) and not isinstance(value, dict):
+        return [f"config key '{key}' must be a mapping (key: value), not {value!r}"[:300]]
+    return []
+
+
+def _check_shape(data: dict, source: str) -> None:
+    problems = _shape_problems(data, Config, "")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -242,10 +274,42 @@ def closest_key(key: str) -> str | None:
 def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
     key = getattr(exc, "full_key", None) or "?"
     msg = str(exc).split("\n")[0]
+    where = f"{source}: " if source else ""
+    if isinstance(exc, InterpolationResolutionError) and not isinstance(exc, InterpolationValidationError):
+        return ConfigError(f"{where}config key '{key}' holds an interpolation that does not resolve ({msg}); "
+                           "fix the ${...} reference or give the value itself")
     if not isinstance(exc, ConfigKeyError):
-        return ConfigError(f"{source}: invalid value for config key '{key}': {msg}")
+        return ConfigError(f"{where}invalid value for config key '{key}': {msg}")
     hint = f"; closest valid name: '{closest_key(str(key))}'" if closest_key(str(key)) else ""
-    return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+    return ConfigError(f"{where}unknown config key '{key}'{hint}")
+
+
+def _read_text(path: Path) -> str:
+    """A config file's text; a folder, an unreadable file or one that is not UTF-8 is a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder: pass a YAML file (e.g. configs/scannet200_base.yaml)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark from a Windows editor is not part of the text
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (invalid byte 0x{data[exc.start]:02x} on line "
+                          f"{line}); save it as UTF-8") from None
+
+
+def _bases(data: dict, path: Path) -> list[str]:
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names (relative to {path.parent}), "
+                          f"got {bases!r}"[:400])
+    return bases
 
 
 def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -253,19 +317,19 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: _base_ cycle through {' -> '.join(map(str, seen))}")
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(_read_text(path)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    bases = data.pop("_base_", [])
-    bases = [bases] if isinstance(bases, str) else list(bases)
     merged: dict = {}
-    for base in bases:
-        merged = _deep_merge(merged, _load_yaml(path.parent / base, seen + (path,)))
+    for base in _bases(data, path):
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: _base_ file {base_path} not found" if not base_path.is_dir()
+                              else f"{path}: _base_ {base_path} is a folder, not a YAML file")
+        merged = _deep_merge(merged, _load_yaml(base_path, seen + (path,)))
     return _deep_merge(merged, data)
 
 
@@ -276,33 +340,53 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _merge(cfg: DictConfig, data: dict, source: str) -> DictConfig:
+    _check_shape(data, source)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.create(data))
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, source) from None
+    except (TypeError, ValueError) as exc:  # what OmegaConf does not wrap (e.g. incompatible containers)
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def load_config(path: str | Path | dict | None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, validated at every step.
+    """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, then interpolations resolved
+    and every value checked (:func:`value_problems`); any problem is one ConfigError.
 
     ``path`` may also be an already-parsed mapping (e.g. the config stored in a checkpoint).
+    The result holds no interpolations, so ``OmegaConf.to_container(cfg, resolve=True)`` cannot fail.
     """
     cfg = OmegaConf.structured(Config)
     if path is not None:
         data, source = (path, "stored config") if isinstance(path, dict) else (_load_yaml(Path(path)), str(path))
-        data = _drop_removed(data, source)
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
-        except OmegaConfBaseException as exc:
-            raise _explain(exc, source) from None
+        cfg = _merge(cfg, _drop_removed(data, source), source)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=10)")
         key = item.split("=", 1)[0].strip()
+        if not all(key.split(".")):
+            raise ConfigError(f"override '{item}': '{key}' is not a dotted key name (e.g. train.epochs=10)")
         if key in REMOVED_KEYS:
             raise ConfigError(f"override '{item}': config key '{key}' was removed: {REMOVED_KEYS[key][1]}")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            data = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as exc:
             raise _explain(exc, f"override '{item}'") from None
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"config key '{key}' is {value!r}; expected one of {list(allowed)}")
+        except yaml.YAMLError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({first}); quote it, "
+                              "or close its brackets") from None
+        cfg = _merge(cfg, data, f"override '{item}'")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, "") from None
+    problems = value_problems(cfg)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} invalid config values:\n  " + "\n  ".join(problems))
     return cfg
 
 

@@ -6,10 +6,17 @@ A submission is a zip with one ``<scene>.txt`` per scene of the split at its roo
 raw meshes, so checking a full test split takes seconds; the evaluator scores prediction
 files against ground truth rebuilt from the raw annotation with the same code and metrics
 as ``pcseg.test``, so the two numbers can be compared directly.
+
+Submissions are untrusted input: every entry's size is checked against what its mesh's
+vertex count allows before a byte is decompressed, reads are bounded even so (a header can
+lie), and malformed zips, entry names, lines and ids are findings of the check, never
+exceptions.
 """
 from __future__ import annotations
 
+import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -45,23 +52,37 @@ def mesh_path(raw: Path, name: str, split: str) -> Path:
 
 
 def ply_vertex_count(path: Path) -> int:
-    """Vertex count from a PLY header alone (no vertex data is read)."""
+    """Vertex count from a PLY header alone (no vertex data is read; header lines are read
+    with a bound, so a file that is not a PLY costs no more than a few kilobytes). A count
+    the file is too small to hold (every vertex takes bytes) is refused: the prediction
+    size limits derive from it."""
+    n = _header_vertex_count(path)
+    size = path.stat().st_size
+    if n > size:
+        raise RawDataError(f"{path}: the header declares {n} vertices but the file holds only {size} bytes "
+                           "(truncated, or not the release's mesh)")
+    return n
+
+
+def _header_vertex_count(path: Path) -> int:
     with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
+        if f.readline(_HEADER_LINE).strip() != b"ply":
             raise RawDataError(f"{path} is not a PLY file (no 'ply' magic line)")
         for _ in range(10_000):
-            line = f.readline()
+            line = f.readline(_HEADER_LINE)
             if not line:
                 break
             words = line.split()
             if words[:2] == [b"element", b"vertex"] and len(words) == 3:
-                try:
+                if words[2].isdigit():
                     return int(words[2])
-                except ValueError:
-                    break
+                break
             if words[:1] == [b"end_header"]:
                 break
-    raise RawDataError(f"{path}: no 'element vertex N' line in the PLY header")
+    raise RawDataError(f"{path}: no 'element vertex N' line (N >= 0) in the PLY header")
+
+
+_HEADER_LINE = 4096  # bytes: far more than any PLY header line
 
 
 def split_scenes(raw: Path, split: str, splits_dir: Path | None = None) -> list[str]:
@@ -77,21 +98,94 @@ def format_ids(ids: np.ndarray) -> str:
     return "\n".join(map(str, np.asarray(ids, dtype=np.int64).tolist())) + "\n"
 
 
+def id_limit(vertices: int, label_set: str) -> int:
+    """The most bytes a prediction file for ``vertices`` mesh vertices can need: every line the
+    longest benchmark id of ``label_set`` plus CR LF. Larger entries are refused unread."""
+    return int(vertices) * (len(str(int(class_table(label_set).ids.max()))) + 2)
+
+
+def id_lines(text: str) -> list[str]:
+    """The lines of a prediction file: LF or CR LF ends, the last line's end optional."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # what int() reads, without its underscores
+_INT64 = 2**63 - 1
+
+
+def integer_lines(text: str) -> tuple[list[str], np.ndarray, list[int]]:
+    """``(lines, value per line, indices of lines that hold no integer)``.
+
+    Values are int64; a line that is no integer, or an integer beyond int64 (which no label
+    set holds), reads as -1, an id no benchmark has. Blanks around a number are allowed.
+    """
+    lines = id_lines(text)
+    if "_" not in text:
+        try:
+            return lines, np.array([int(s) for s in lines], dtype=np.int64), []
+        except (ValueError, OverflowError):  # a bad line, or a number beyond int64: line by line
+            pass
+    values = np.full(len(lines), -1, dtype=np.int64)
+    bad = []
+    for i, s in enumerate(lines):
+        t = s.strip()
+        if not _INTEGER.fullmatch(t):
+            bad.append(i)
+        elif len(t) <= 19 and abs(int(t)) <= _INT64:  # no int() of a huge digit string
+            values[i] = int(t)
+    return lines, values, bad
+
+
+def _shown(line: str) -> str:
+    t = line.strip()
+    if not t:
+        return "empty line"
+    return repr(t[:20] + "...") if len(t) > 20 else (t if _INTEGER.fullmatch(t) else repr(t))
+
+
+def _examples(lines: list[str], where: np.ndarray | list[int]) -> str:
+    return ", ".join(f"line {i + 1}: {_shown(lines[i])}" for i in list(where)[:3])
+
+
 def parse_ids(text: str, where: str) -> np.ndarray:
-    """Integers, one per line; raises with the first offending line numbers."""
-    lines = text.splitlines()
+    """Integers, one per line (-1 for one beyond int64); raises with the first offending lines."""
+    lines, values, bad = integer_lines(text)
+    if bad:
+        raise SubmissionError(f"{where}: not one integer per line ({len(bad)} line(s), e.g. {_examples(lines, bad)})")
+    return values
+
+
+# What zipfile raises for a damaged, unsupported or hostile archive (it wraps none of them).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, OverflowError,
+               NotImplementedError, RuntimeError, zlib.error, IndexError, KeyError)
+_READABLE = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+
+
+def read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry's bytes, at most ``limit``: refused by its declared size before anything is
+    decompressed, and read with a bound (``limit + 1`` bytes) in case the header lies.
+    Only stored and deflate entries: other methods cannot be decompressed with a bound."""
+    name = repr(info.filename[:100])
+    if info.compress_type not in _READABLE:
+        raise SubmissionError(f"{name}: compression method {info.compress_type} is not supported by the checker; "
+                              "zip with deflate (the default of zip and of zipfile.ZIP_DEFLATED)")
+    if info.file_size > limit:
+        raise SubmissionError(f"{name}: {info.file_size} bytes uncompressed, more than its mesh's vertices can need "
+                              f"({limit} bytes); not read")
     try:
-        return np.array([int(s) for s in lines], dtype=np.int64)
-    except ValueError:
-        bad = []
-        for i, s in enumerate(lines, start=1):
-            try:
-                int(s)
-            except ValueError:
-                bad.append(f"line {i}: {s[:20]!r}")
-                if len(bad) >= 3:
-                    break
-        raise SubmissionError(f"{where}: not one integer per line ({'; '.join(bad)})") from None
+        with zf.open(info) as f:
+            data = f.read(limit + 1)
+    except _ZIP_ERRORS as exc:
+        raise SubmissionError(f"{name}: cannot be read from the zip ({type(exc).__name__}: {exc})"[:400]) from None
+    if len(data) > limit:
+        raise SubmissionError(f"{name}: holds more than the {info.file_size} bytes its header declares and more "
+                              f"than its mesh's vertices can need ({limit} bytes); not read further")
+    return data
 
 
 @dataclass
@@ -104,6 +198,7 @@ class CheckReport:
     scenes_ok: int = 0
     vertices: int = 0
     problems: list[str] = field(default_factory=list)
+    SHOWN = 50  # problems printed by format(); the rest are counted
 
     @property
     def ok(self) -> bool:
@@ -115,52 +210,73 @@ class CheckReport:
                     f"{self.vertices} vertices")
         lines = [f"INVALID: {self.path} ({self.split} split, {self.expected} scenes expected): "
                  f"{len(self.problems)} problem(s)"]
-        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  - {p}" for p in self.problems[:self.SHOWN]]
+        if len(self.problems) > self.SHOWN:
+            lines.append(f"  ... and {len(self.problems) - self.SHOWN} more")
         return "\n".join(lines)
+
+
+def _entry_name_problem(name: str, wanted: set[str], split: str) -> str | None:
+    """Why a zip entry's name is not ``<scene>.txt`` of a scene of the split, or None."""
+    shown = repr(name[:100])
+    if "/" in name or "\\" in name:
+        parts = re.split(r"[/\\]", name)
+        why = ("it leaves the zip's root ('..')" if ".." in parts else "absolute path" if not parts[0]
+               else "inside a folder")
+        return f"{shown} has a path ({why}): files must sit at the root of the zip, named <scene>.txt"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or ext != "txt":
+        return f"extra file {shown}: only <scene>.txt files are allowed"
+    if stem not in wanted:
+        return f"extra file {shown}: {stem[:100]!r} is not a scene of the {split} split"
+    return None
 
 
 def check_submission(zip_path: Path, raw: Path, split: str = "test", splits_dir: Path | None = None,
                      label_set: str = "segment200") -> CheckReport:
-    """Check a submission zip against the split list and the raw meshes; lists every problem."""
+    """Check a submission zip against the split list and the raw meshes; lists every problem.
+
+    A file that is not a zip, entries with paths or unknown names, duplicates, oversized or
+    unreadable entries, wrong line counts, lines that are no integer and ids outside the label
+    set are all problems in the report. Errors in the split lists or the release raise.
+    """
     zip_path = Path(zip_path)
     report = CheckReport(zip_path, split)
     expected = split_scenes(Path(raw), split, splits_dir)
     report.expected = len(expected)
-    valid_ids = class_table(label_set).ids
+    table = class_table(label_set)
+    valid_ids = table.ids
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        report.problems.append(f"cannot open {zip_path} as a zip file ({exc})")
+        infos = zf.infolist()
+    except _ZIP_ERRORS as exc:
+        report.problems.append(f"cannot open {zip_path} as a zip file ({type(exc).__name__}: {exc})"[:400])
         return report
     with zf:
         wanted = set(expected)
-        found: dict[str, str] = {}
-        for info in zf.infolist():
+        found: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
             name = info.filename
             if info.is_dir():
-                report.problems.append(f"folder entry '{name}': files must sit at the root of the zip")
+                report.problems.append(f"folder entry {name[:100]!r}: files must sit at the root of the zip")
                 continue
-            if "/" in name or "\\" in name:
-                report.problems.append(f"'{name}' is inside a folder: files must sit at the root of the zip")
+            problem = _entry_name_problem(name, wanted, split)
+            if problem is not None:
+                report.problems.append(problem)
                 continue
-            stem, dot, ext = name.rpartition(".")
-            if not dot or ext != "txt":
-                report.problems.append(f"extra file '{name}': only <scene>.txt files are allowed")
-                continue
-            if stem not in wanted:
-                report.problems.append(f"extra file '{name}': {stem} is not a scene of the {split} split")
-                continue
+            stem = name[:-4]
             if stem in found:
-                report.problems.append(f"'{name}' appears more than once")
+                report.problems.append(f"{name!r} appears more than once")
                 continue
-            found[stem] = name
+            found[stem] = info
         missing = [s for s in expected if s not in found]
         for s in missing:
             report.problems.append(f"missing scene {s} (no {s}.txt)")
         for scene in expected:
             if scene not in found:
                 continue
-            ok = True
+            info = found[scene]
+            entry = info.filename
             mesh = mesh_path(Path(raw), scene, split)
             try:
                 n = ply_vertex_count(mesh)
@@ -168,25 +284,28 @@ def check_submission(zip_path: Path, raw: Path, split: str = "test", splits_dir:
                 report.problems.append(f"{scene}: cannot read the vertex count of {mesh} ({exc})")
                 continue
             try:
-                ids = parse_ids(zf.read(found[scene]).decode("ascii"), found[scene])
-            except UnicodeDecodeError:
-                report.problems.append(f"{found[scene]}: not ASCII text")
+                text = read_entry(zf, info, id_limit(n, label_set)).decode("ascii")
+            except UnicodeDecodeError as exc:
+                report.problems.append(f"{entry}: not ASCII text (byte {exc.start}); one label id per line")
                 continue
             except SubmissionError as exc:
                 report.problems.append(str(exc))
                 continue
-            if ids.size != n:
-                report.problems.append(f"{found[scene]}: {ids.size} lines but mesh {mesh.name} has {n} vertices")
-                ok = False
-            bad = ~np.isin(ids, valid_ids)
-            if bad.any():
-                where = np.flatnonzero(bad)[:3]
-                examples = ", ".join(f"line {i + 1}: {ids[i]}" for i in where)
-                report.problems.append(f"{found[scene]}: {int(bad.sum())} invalid label id(s), e.g. {examples} "
+            lines, ids, bad = integer_lines(text)
+            before = len(report.problems)
+            if len(lines) != n:
+                report.problems.append(f"{entry}: {len(lines)} lines but mesh {mesh.name} has {n} vertices")
+            if bad:
+                report.problems.append(f"{entry}: {len(bad)} line(s) hold no integer, e.g. {_examples(lines, bad)} "
+                                       "(one label id per line, no blank lines)")
+            invalid = ~np.isin(ids, valid_ids)
+            invalid[bad] = False
+            if invalid.any():
+                where = np.flatnonzero(invalid)
+                report.problems.append(f"{entry}: {where.size} invalid label id(s), e.g. {_examples(lines, where)} "
                                        f"(valid: the {len(valid_ids)} benchmark ids, e.g. {valid_ids[0]} = "
-                                       f"{class_table(label_set).names[0]})")
-                ok = False
-            if ok:
+                                       f"{table.names[0]})")
+            if len(report.problems) == before:
                 report.scenes_ok += 1
                 report.vertices += n
     return report
@@ -234,18 +353,32 @@ class _PredictionSource:
         elif self.path.is_file():
             try:
                 self.zip = zipfile.ZipFile(self.path)
-            except zipfile.BadZipFile as exc:
+                infos = self.zip.infolist()
+            except _ZIP_ERRORS as exc:
                 raise SubmissionError(f"{self.path} is neither a folder nor a zip file ({exc})") from None
             self.names = {}
-            for n in self.zip.namelist():
-                if n.endswith(".txt"):
-                    self.names.setdefault(Path(n).stem, n)
+            self.infos: dict[str, zipfile.ZipInfo] = {}
+            for info in infos:
+                if info.filename.endswith(".txt") and not info.is_dir():
+                    stem = Path(info.filename).stem
+                    self.names.setdefault(stem, info.filename)
+                    self.infos.setdefault(stem, info)
         else:
             raise SubmissionError(f"predictions {self.path} not found (pass a folder of <scene>.txt or a zip)")
 
-    def read(self, scene: str) -> str:
-        name = self.names[scene]
-        data = self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
+    def read(self, scene: str, limit: int) -> str:
+        """The scene's text, refused (SubmissionError) past ``limit`` bytes without reading it all."""
+        if self.zip is not None:
+            data = read_entry(self.zip, self.infos[scene], limit)
+        else:
+            path = self.path / self.names[scene]
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(limit + 1)
+            except OSError as exc:
+                raise SubmissionError(f"{path} cannot be read ({exc.strerror or exc})") from None
+            if len(data) > limit:
+                raise SubmissionError(f"{path}: more than its mesh's vertices can need ({limit} bytes); not read")
         return data.decode("ascii", errors="replace")
 
     def close(self) -> None:
@@ -286,7 +419,7 @@ def evaluate_predictions(pred: Path, raw: Path, split: str = "val", splits_dir: 
         for scene in names:
             gt = ground_truth(raw, scene, split, lmap, label_set)
             try:
-                ids = parse_ids(source.read(scene), f"{pred}:{source.names[scene]}")
+                ids = parse_ids(source.read(scene, id_limit(gt.size, label_set)), f"{pred}:{source.names[scene]}")
             except SubmissionError as exc:
                 problems.append(str(exc))
                 continue
