@@ -413,3 +413,8 @@ def test_viz_without_open3d_says_how_to_install(tmp_path, monkeypatch, capsys) -
     monkeypatch.setitem(sys.modules, "open3d", None)  # import fails even where open3d exists
     assert viz_cli.main([str(ply)]) == 2
     assert 'pip install -e ".[viz]"' in capsys.readouterr().err
+
+
+def test_predictor_refuses_a_non_finite_overlap(tiny_model) -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        _predictor(tiny_model, overlap_m=float("nan"))

@@ -291,3 +291,17 @@ def test_default_train_speed_on_120k_points(capsys: pytest.CaptureFixture[str]) 
     with capsys.disabled():
         print(f"\n[timing] default train transforms, 120k points: median {np.median(times) * 1e3:.1f} ms, "
               f"min {min(times) * 1e3:.1f} ms per scene")
+
+
+@pytest.mark.parametrize("cfg", [
+    {"type": "GridSample", "grid_size": float("nan")},
+    {"type": "RandomScale", "scale": [float("nan"), 1.1]},
+    {"type": "RandomJitter", "sigma": float("nan")},
+    {"type": "RandomJitter", "clip": float("inf")},
+    {"type": "ElasticDistortion", "distortion_params": [[float("nan"), 0.4]]},
+    {"type": "NormalizeColor", "range": [0.0, float("inf")]},
+], ids=["grid", "scale", "sigma", "clip", "elastic", "color"])
+def test_non_finite_transform_arguments_are_refused(cfg) -> None:
+    """User-written transform lists skip the config's range table: NaN passes a `<= 0` check."""
+    with pytest.raises(ValueError, match="finite"):
+        T.build_transforms([cfg])

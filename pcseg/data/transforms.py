@@ -63,8 +63,16 @@ def _float_color(data: Data) -> np.ndarray:
     return np.asarray(data["color"], dtype=np.float32)
 
 
+def _finite(value: float, name: str) -> float:
+    """A float that is not NaN or inf: NaN passes every ``<= 0`` check and poisons what follows."""
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return x
+
+
 def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
-    lo, hi = (float(v) for v in value)
+    lo, hi = (_finite(v, name) for v in value)
     if lo > hi:
         raise ValueError(f"{name} range must be (low, high) with low <= high, got {value!r}")
     return lo, hi
@@ -228,7 +236,7 @@ class RandomJitter(Transform):
     """Add clipped Gaussian noise to every coordinate (sensor-noise augmentation)."""
 
     def __init__(self, sigma: float = 0.005, clip: float = 0.02) -> None:
-        if float(sigma) < 0 or float(clip) <= 0:
+        if _finite(sigma, "RandomJitter sigma") < 0 or _finite(clip, "RandomJitter clip") <= 0:
             raise ValueError(f"RandomJitter: need sigma >= 0 and clip > 0, got {sigma}, {clip}")
         self.sigma = float(sigma)
         self.clip = float(clip)
@@ -283,7 +291,7 @@ class ElasticDistortion(Transform):
 
     def __init__(self, distortion_params: Sequence[Sequence[float]] = ((0.2, 0.4), (0.8, 1.6)),
                  p: float = 0.95) -> None:
-        params = [tuple(float(v) for v in pair) for pair in distortion_params]
+        params = [tuple(_finite(v, "ElasticDistortion distortion_params") for v in pair) for pair in distortion_params]
         if any(len(pair) != 2 or pair[0] <= 0 for pair in params):
             raise ValueError("ElasticDistortion: distortion_params must be [[granularity > 0, "
                              f"magnitude], ...], got {distortion_params!r}")
@@ -375,7 +383,7 @@ class GridSample(Transform):
     """
 
     def __init__(self, grid_size: float = 0.02, mode: str = "train") -> None:
-        if float(grid_size) <= 0:
+        if _finite(grid_size, "GridSample grid_size") <= 0:
             raise ValueError(f"GridSample: grid_size must be positive, got {grid_size}")
         if mode not in ("train", "test"):
             raise ValueError(f"GridSample: mode must be 'train' or 'test', got {mode!r}")

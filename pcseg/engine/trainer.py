@@ -345,7 +345,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # no-op unless fp16
         # The total norm of every gradient the optimizer uses (clipped when train.grad_clip is set).
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip or float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(self.params, float("inf") if self.cfg.train.grad_clip is None
+                                              else self.cfg.train.grad_clip)
         finite = D.all_ranks(bool(torch.isfinite(norm)), self.device)
         if not self.scaler.is_enabled() and not finite:
             raise self._diverged(f"non-finite gradient (norm {float(norm)}) from a finite loss")

@@ -210,7 +210,7 @@ class Predictor:
                  overlap_m: float = DEFAULT_OVERLAP_M, amp_dtype: torch.dtype | None = None) -> None:
         if not views:
             raise ValueError("at least one TTA view is needed")
-        if overlap_m < 0:
+        if not math.isfinite(overlap_m) or overlap_m < 0:
             raise ValueError(f"overlap must be >= 0 metres, got {overlap_m}")
         self.model = model.eval()
         self.transforms = transforms
