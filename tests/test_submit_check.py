@@ -277,3 +277,16 @@ def test_analyze_output_folder_that_is_a_file(tmp_path, capsys) -> None:
     assert analyze_cli.main(["--ckpt", str(tmp_path / "none.pth"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "is a file" in err and "none.pth" not in err
+
+
+def test_a_scene_name_is_never_a_path(tmp_path) -> None:
+    """Names handed to the evaluator (or read from lists) are checked before they touch the release."""
+    from pcseg.data.scannet_raw import RawDataError
+    from pcseg.eval.submission import evaluate_predictions, scene_folder
+
+    for name in ("../../etc", "/abs", ".scene0000_00.old-1", "a/b"):
+        with pytest.raises(RawDataError, match="scene name"):
+            scene_folder(tmp_path, name, "val")
+    with pytest.raises(RawDataError, match="scene name"):
+        evaluate_predictions(tmp_path, tmp_path, "val", scenes=["../x"],
+                             label_map=Path(__file__).parent / "reference" / "scannetv2-labels.combined.tsv")

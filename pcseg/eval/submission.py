@@ -25,7 +25,8 @@ import numpy as np
 
 from pcseg.data.classes import ClassTable
 from pcseg.data.classes import table as class_table
-from pcseg.data.prep import read_split_lists
+from pcseg.data.scene_names import check_scene_name
+from pcseg.data.split_lists import read_split_lists
 from pcseg.data.scannet_raw import LabelMap, RawDataError, SceneFiles, read_aggregation, read_segments, vertex_labels
 from pcseg.eval.metrics import ConfusionMatrix, summarize
 from pcseg.utils.atomic import atomic_path
@@ -39,7 +40,9 @@ class SubmissionError(Exception):
 
 
 def scene_folder(raw: Path, name: str, split: str) -> Path:
-    """Where a scene of ``split`` lives in the release (test scenes under ``scans_test``)."""
+    """Where a scene of ``split`` lives in the release (test scenes under ``scans_test``); a name
+    that is not one safe folder name is a RawDataError, never a path."""
+    check_scene_name(name, f"scene of the {split} split")
     first, second = ("scans_test", "scans") if split == "test" else ("scans", "scans_test")
     folder = raw / first / name
     if not folder.is_dir() and (raw / second / name).is_dir():
@@ -405,7 +408,8 @@ def evaluate_predictions(pred: Path, raw: Path, split: str = "val", splits_dir: 
     """
     raw = Path(raw)
     table = class_table(label_set)
-    names = list(scenes) if scenes is not None else split_scenes(raw, split, splits_dir)
+    names = [check_scene_name(n, f"scene of the {split} split") for n in scenes] if scenes is not None \
+        else split_scenes(raw, split, splits_dir)
     lmap = LabelMap.read(Path(label_map) if label_map is not None else raw / "scannetv2-labels.combined.tsv")
     lut = table.id_to_index().astype(np.int64)
     source = _PredictionSource(pred)
