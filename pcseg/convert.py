@@ -105,6 +105,10 @@ def convert(src: Path, out: Path, cfg: DictConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.out.is_dir() or (args.out.parent.exists() and not args.out.parent.is_dir()):
+        print(f"error: OUT {args.out} must be a file path in a folder (it is "
+              f"{'a folder' if args.out.is_dir() else 'inside a file'}); nothing was written", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.cfg, args.overrides)
         summary = convert(args.src, args.out, cfg)

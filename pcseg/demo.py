@@ -22,17 +22,35 @@ from pcseg.utils.cpu import usable_cores
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse then prints one usage line and exits 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from pcseg.data.synthetic import SIZES
+
     p = argparse.ArgumentParser(prog="python -m pcseg.demo", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--scenes", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", default="default", help="synthetic scene size: small | default | scannet")
+    p.add_argument("--scenes", type=_int_at_least(3), default=24, help="synthetic scenes (>= 3: train, val, test)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--size", default="default", choices=SIZES, help="synthetic scene size")
     p.add_argument("--cfg", type=Path, default=REPO / "configs" / "synthetic_base.yaml")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=_int_at_least(1), default=None,
                    help="runs trained at once (default: 2 when there are 2 or more cores, else 1)")
     p.add_argument("overrides", nargs="*", help="extra training overrides, e.g. train.epochs=5")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out {args.out} is a file: pass a folder (it is created if missing)")
+    return args
 
 
 def prepare_data(out: Path, scenes: int, seed: int, size: str) -> Path:
@@ -166,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     from pcseg.utils.atomic import atomic_write_text
 
     torch.set_num_threads(min(2, usable_cores()))
-    jobs = args.jobs or (2 if usable_cores() >= 2 else 1)
-    if jobs < 1:
-        raise SystemExit("[demo] --jobs must be >= 1")
+    jobs = args.jobs if args.jobs is not None else (2 if usable_cores() >= 2 else 1)
     t0 = time.perf_counter()
     runs = {"baseline (CE)": (args.cfg, args.out / "base"),
             "CeCo (CE + center loss)": (args.cfg.parent / "synthetic_nc.yaml", args.out / "ceco")}

@@ -126,3 +126,13 @@ def test_stage_without_its_down_projection_is_named(tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err
     assert "missing target names (1)" in err and "backbone.enc.2.down.proj.weight" in err
     assert "nothing was written" in err and not out.exists()
+
+
+def test_an_output_path_that_cannot_be_a_file_is_refused_first(tmp_path: Path, capsys) -> None:
+    src, _ = _pointcept_checkpoint(tmp_path, _case())
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (tmp_path, afile / "o.pth"):
+        assert convert_cli.main([str(src), str(out), "--cfg", str(CFG)]) == 2
+        err = capsys.readouterr().err
+        assert "OUT" in err and "Traceback" not in err, err

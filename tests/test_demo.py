@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 TINY = ["--scenes", "6", "--size", "small", "--jobs", "2", "data.grid_size=0.1", "data.point_max=4000",
@@ -70,3 +72,16 @@ def test_ctrl_c_stops_both_runs_with_last_pth_saved(tmp_path: Path) -> None:
     for arm in ("base", "ceco"):
         assert (out / arm / "last.pth").is_file(), err[-2000:]
         assert "stop requested" in (out / arm / "train.log").read_text()
+
+
+def test_demo_argument_values_are_usage_errors(tmp_path: Path) -> None:
+    """Bad values are one argparse message and exit 2, before any scene is generated."""
+    from pcseg import demo
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for argv in (["--scenes", "0"], ["--scenes", "-2"], ["--size", "bogus"], ["--seed", "-1"], ["--jobs", "0"],
+                 ["--jobs", "-1"], ["--out", str(afile)]):
+        with pytest.raises(SystemExit) as exc:
+            demo.parse_args(argv)
+        assert exc.value.code == 2, argv
