@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -72,3 +76,29 @@ def ddp_train_rank(rank: int, world: int, port: int, cfg: str, overrides: list[s
                    Path(out) / f"rank{rank}.pt")
     finally:
         D.cleanup()
+
+
+@pytest.fixture(scope="module")
+def two_scene_split(small_release, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """Split lists whose val split has two scenes, and a valid prediction text per scene."""
+    from pcseg.data.classes import scannet200
+    from pcseg.eval.submission import format_ids, mesh_path, ply_vertex_count
+
+    raw, splits = small_release
+    folder = tmp_path_factory.mktemp("splits")
+    val = [splits["val"][0], splits["train"][0]]
+    for name, scenes in (("train", splits["train"][1:]), ("val", val), ("test", splits["test"])):
+        (folder / f"scannetv2_{name}.txt").write_text("".join(f"{s}\n" for s in scenes))
+    rng = np.random.default_rng(0)
+    texts = {s: format_ids(rng.choice(scannet200().ids, ply_vertex_count(mesh_path(raw, s, "val")))) for s in val}
+    return raw, folder, texts
+
+
+def write_zip(path: Path, members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A zip of ``members`` (a mapping, or (name, text) pairs to allow duplicate names)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate names made on purpose
+        with zipfile.ZipFile(path, "w", compression=method) as zf:
+            for name, text in members.items() if isinstance(members, dict) else members:
+                zf.writestr(name, text)
+    return path

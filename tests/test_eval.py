@@ -26,10 +26,9 @@ from pcseg.engine.config import load_config
 from pcseg.engine.trainer import Trainer
 from pcseg.eval.inference import Predictor, View, apply_view, forward_scores, parse_tta, plan_fragments
 from pcseg.eval.metrics import ConfusionMatrix, summarize
-from pcseg.eval.submission import (SubmissionError, check_submission, format_ids, mesh_path, ply_vertex_count,
-                                   write_submission)
+from pcseg.eval.submission import SubmissionError, check_submission, mesh_path, write_submission
 from pcseg.models import build_model
-from tests.conftest import REPO, tiny_overrides, free_port
+from tests.conftest import REPO, free_port, tiny_overrides, write_zip as _zip
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
 GRID = 0.05
@@ -331,26 +330,6 @@ def test_two_process_evaluation_equals_one(trained, tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- checker
-
-
-@pytest.fixture(scope="module")
-def two_scene_split(small_release, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    """Split lists whose val split has two scenes, and a valid prediction text per scene."""
-    raw, splits = small_release
-    folder = tmp_path_factory.mktemp("splits")
-    val = [splits["val"][0], splits["train"][0]]
-    for name, scenes in (("train", splits["train"][1:]), ("val", val), ("test", splits["test"])):
-        (folder / f"scannetv2_{name}.txt").write_text("".join(f"{s}\n" for s in scenes))
-    rng = np.random.default_rng(0)
-    texts = {s: format_ids(rng.choice(scannet200().ids, ply_vertex_count(mesh_path(raw, s, "val")))) for s in val}
-    return raw, folder, texts
-
-
-def _zip(path: Path, members: dict[str, str]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in members.items():
-            zf.writestr(name, text)
-    return path
 
 
 def _problems(path: Path, raw: Path, splits: Path, capsys) -> list[str]:

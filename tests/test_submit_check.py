@@ -6,43 +6,24 @@ from __future__ import annotations
 import json
 import struct
 import tracemalloc
-import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pcseg import analyze as analyze_cli
 from pcseg import submit as submit_cli
 from pcseg import test as test_cli
-from pcseg.data.classes import scannet200
 from pcseg.data.scannet_raw import RawDataError
-from pcseg.eval.submission import check_submission, format_ids, mesh_path, ply_vertex_count
+from pcseg.eval.submission import check_submission, mesh_path, ply_vertex_count
+from tests.conftest import write_zip as _zip
 
 MILLIONS = 5_000_000
 
 
 @pytest.fixture(scope="module")
-def release(small_release, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    """A val split of two scenes (its own split lists) and a valid prediction text per scene."""
-    raw, splits = small_release
-    folder = tmp_path_factory.mktemp("splits")
-    val = [splits["val"][0], splits["train"][0]]
-    for name, scenes in (("train", splits["train"][1:]), ("val", val), ("test", splits["test"])):
-        (folder / f"scannetv2_{name}.txt").write_text("".join(f"{s}\n" for s in scenes))
-    rng = np.random.default_rng(0)
-    texts = {s: format_ids(rng.choice(scannet200().ids, ply_vertex_count(mesh_path(raw, s, "val")))) for s in val}
-    return raw, folder, texts
-
-
-def _zip(path: Path, members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate names made on purpose
-        with zipfile.ZipFile(path, "w", compression=method) as zf:
-            for name, text in members.items() if isinstance(members, dict) else members:
-                zf.writestr(name, text)
-    return path
+def release(two_scene_split) -> tuple[Path, Path, dict[str, str]]:
+    return two_scene_split
 
 
 def _check(path: Path, release, capsys) -> list[str]:
