@@ -102,3 +102,13 @@ def write_zip(path: Path, members: dict[str, str | bytes], method: int = zipfile
             for name, text in members.items() if isinstance(members, dict) else members:
                 zf.writestr(name, text)
     return path
+
+
+def checker_problems(path: Path, raw: Path, splits: Path, capsys) -> list[str]:
+    """The problems of a val submission, through the CLI (exit 1, report on stderr) and the function."""
+    from pcseg import submit as submit_cli
+    from pcseg.eval.submission import check_submission
+
+    assert submit_cli.main(["check", str(path), "--raw", str(raw), "--split", "val", "--splits", str(splits)]) == 1
+    assert "INVALID" in capsys.readouterr().err
+    return check_submission(path, raw, "val", splits).problems

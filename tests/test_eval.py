@@ -28,7 +28,7 @@ from pcseg.eval.inference import Predictor, View, apply_view, forward_scores, pa
 from pcseg.eval.metrics import ConfusionMatrix, summarize
 from pcseg.eval.submission import SubmissionError, check_submission, mesh_path, write_submission
 from pcseg.models import build_model
-from tests.conftest import REPO, free_port, tiny_overrides, write_zip as _zip
+from tests.conftest import REPO, free_port, tiny_overrides, checker_problems as _problems, write_zip as _zip
 
 CFG = REPO / "configs" / "synthetic_base.yaml"
 GRID = 0.05
@@ -330,12 +330,6 @@ def test_two_process_evaluation_equals_one(trained, tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- checker
-
-
-def _problems(path: Path, raw: Path, splits: Path, capsys) -> list[str]:
-    assert submit_cli.main(["check", str(path), "--raw", str(raw), "--split", "val", "--splits", str(splits)]) == 1
-    assert "INVALID" in capsys.readouterr().err
-    return check_submission(path, raw, "val", splits).problems
 
 
 def test_checker_catches_every_kind_of_problem(two_scene_split, tmp_path, capsys) -> None:

@@ -16,7 +16,7 @@ from pcseg import submit as submit_cli
 from pcseg import test as test_cli
 from pcseg.data.scannet_raw import RawDataError
 from pcseg.eval.submission import check_submission, mesh_path, ply_vertex_count
-from tests.conftest import write_zip as _zip
+from tests.conftest import checker_problems, write_zip as _zip
 
 MILLIONS = 5_000_000
 
@@ -29,9 +29,7 @@ def release(two_scene_split) -> tuple[Path, Path, dict[str, str]]:
 def _check(path: Path, release, capsys) -> list[str]:
     """The problems of ``path``, through the CLI (exit 1, report on stderr, no traceback) and the function."""
     raw, splits, _ = release
-    assert submit_cli.main(["check", str(path), "--raw", str(raw), "--split", "val", "--splits", str(splits)]) == 1
-    assert "INVALID" in capsys.readouterr().err
-    return check_submission(path, raw, "val", splits).problems
+    return checker_problems(path, raw, splits, capsys)
 
 
 def test_absurd_lines_are_findings(release, tmp_path, capsys) -> None:
