@@ -114,7 +114,7 @@ def _dist_worker(rank: int, world: int, port: int, tmp: str) -> None:
         x = data["x"][rows].clone().requires_grad_(True)
         centers, present = class_centers(x, data["y"][rows], data["k"], global_reduce=True)
         (centers * data["r"][rank]).sum().backward()
-        head = CenterHead(x.shape[1], data["k"], dim=8, global_centers=True)
+        head = CenterHead(x.shape[1], data["k"], variant="learned", dim=8, global_centers=True)
         head.load_state_dict(data["head"])
         xh = data["x"][rows].float().requires_grad_(True)
         out = head(xh, data["y"][rows])
@@ -137,7 +137,7 @@ def test_global_centers_two_processes(tmp_path: Path) -> None:
     y[25] = 3  # class 3 only on rank 1
     shards = [torch.arange(0, 20), torch.arange(20, n)]
     r = [torch.randn(k, 6, generator=g, dtype=torch.float64) for _ in range(2)]
-    head = CenterHead(6, k, dim=8)
+    head = CenterHead(6, k, variant="learned", dim=8)
     torch.save({"x": x, "y": y, "k": k, "shards": shards, "r": r, "head": head.state_dict()}, tmp_path / "data.pt")
     mp.spawn(_dist_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     res = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
@@ -163,7 +163,7 @@ def test_global_centers_two_processes(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- CeCo head
 
 def test_center_head_buffers_and_empty_batch() -> None:
-    head = CenterHead(4, 3, dim=5)
+    head = CenterHead(4, 3, variant="learned", dim=5)
     assert "etf" in head.state_dict() and "etf" not in dict(head.named_parameters())
     x = torch.randn(6, 4, requires_grad=True)
     out = head(x, torch.full((6,), -1))
@@ -177,7 +177,7 @@ def test_center_loss_decreases_on_toy_problem() -> None:
     k = 5
     protos = torch.randn(k, 8)
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16))
-    head = CenterHead(16, k, dim=8, global_centers=False)
+    head = CenterHead(16, k, variant="learned", dim=8, global_centers=False)
     opt = torch.optim.Adam(list(mlp.parameters()) + list(head.parameters()), lr=1e-2)
     losses, cos_mean = [], []
     for _ in range(40):
@@ -195,7 +195,7 @@ def test_center_loss_decreases_on_toy_problem() -> None:
 
 def test_center_head_ema_fills_absent_classes() -> None:
     torch.manual_seed(0)
-    head = CenterHead(4, 5, dim=6, ema=0.5, global_centers=False)
+    head = CenterHead(4, 5, variant="learned", dim=6, ema=0.5, global_centers=False)
     x1, y1 = torch.randn(30, 4), torch.arange(30) % 3
     with torch.no_grad():
         u1 = F.normalize(class_centers(head.proj(x1), y1, 5)[0], dim=1)

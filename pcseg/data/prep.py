@@ -276,6 +276,8 @@ def build_manifest(inputs: dict, scenes: dict[str, list[str]], results: list[Sce
     t200, t20 = scannet200(), scannet20()
     h200 = np.zeros(200, dtype=np.int64)
     h20 = np.zeros(20, dtype=np.int64)
+    s200 = np.zeros(200, dtype=np.int64)  # training scenes holding each class (CeCo's scene prior)
+    s20 = np.zeros(20, dtype=np.int64)
     splits = {}
     for split in SPLITS:
         listed = dict.fromkeys(scenes[split])  # a scene is counted once, however often it is listed
@@ -289,6 +291,8 @@ def build_manifest(inputs: dict, scenes: dict[str, list[str]], results: list[Sce
             for r in ok:
                 h200 += r.hist200
                 h20 += r.hist20
+                s200 += r.hist200 > 0
+                s20 += r.hist20 > 0
     counts = {s: sum(1 for r in results if r.status == s) for s in ("converted", "skipped", "failed")}
     return {
         "format_version": FORMAT_VERSION,
@@ -297,8 +301,8 @@ def build_manifest(inputs: dict, scenes: dict[str, list[str]], results: list[Sce
         "splits": splits,
         "class_histogram": {
             "split": "train",
-            "segment200": {"names": list(t200.names), "counts": h200.tolist()},
-            "segment20": {"names": list(t20.names), "counts": h20.tolist()},
+            "segment200": {"names": list(t200.names), "counts": h200.tolist(), "scenes": s200.tolist()},
+            "segment20": {"names": list(t20.names), "counts": h20.tolist(), "scenes": s20.tolist()},
         },
         "counts": counts,
         "failures": [{"scene": r.name, "split": r.split, "reason": r.error} for r in results if r.status == "failed"],

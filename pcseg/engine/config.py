@@ -147,15 +147,23 @@ class WandbConfig:
 
 @dataclass
 class CecoConfig:
-    """The neural-collapse center regularizer (training only; see pcseg.nc.ceco)."""
+    """The neural-collapse center regularizer (training only; see pcseg.nc.ceco). Defaults are
+    the released head's (``UPerHead_ceco``) except ``weight``, see the README."""
 
     enabled: bool = False
+    # official: the released center branch (frozen projection, log prior); learned: pcseg's
+    # earlier trainable projection without prior, kept for comparison
+    variant: str = "official"
     weight: float = 0.4  # lambda: total loss = point loss + weight * center loss
-    dim: int = 256  # projection width; must be >= num_classes - 1 for the simplex ETF
-    hidden: Optional[int] = None  # per-point width of the projection (None = backbone width)
-    scale: float = 10.0  # logit scale of the cosine ETF classifier
-    global_centers: bool = True  # all-reduce class sums/counts across DDP ranks
-    ema: float = 0.0  # > 0: running centers for classes absent from a batch
+    dim: Optional[int] = None  # ETF width (None: official 512, learned 256); >= num_classes - 1
+    reduce_dim: int = 128  # official: width of the frozen per-point reduction
+    hidden: Optional[int] = None  # learned: per-point width of the projection (None = backbone width)
+    scale: Optional[float] = None  # logit scale of the cosine ETF classifier (None: official 5, learned 10)
+    dropout: float = 0.1  # official: dropout on the normalised centers
+    prior: str = "scene"  # official: log of the share of training scenes holding each class | none
+    # all-reduce class sums/counts across DDP ranks (None: official per process, as released; learned true)
+    global_centers: Optional[bool] = None
+    ema: float = 0.0  # learned: > 0 keeps running centers for classes absent from a batch
 
 
 @dataclass
@@ -350,6 +358,15 @@ def _merge(cfg: DictConfig, data: dict, source: str) -> DictConfig:
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def _stored(data: dict) -> dict:
+    """A config stored in a checkpoint. Those written before ``ceco.variant`` existed ran the head
+    now called ``learned``: say so, so they resume (and compare) as what they were."""
+    ceco = data.get("ceco")
+    if isinstance(ceco, dict) and "variant" not in ceco:
+        data = {**data, "ceco": {**ceco, "variant": "learned"}}
+    return data
+
+
 def load_config(path: str | Path | dict | None, overrides: list[str] | None = None) -> DictConfig:
     """Schema defaults <- YAML (with bases) <- ``key=value`` overrides, then interpolations resolved
     and every value checked (:func:`value_problems`); any problem is one ConfigError.
@@ -359,7 +376,8 @@ def load_config(path: str | Path | dict | None, overrides: list[str] | None = No
     """
     cfg = OmegaConf.structured(Config)
     if path is not None:
-        data, source = (path, "stored config") if isinstance(path, dict) else (_load_yaml(Path(path)), str(path))
+        data, source = (_stored(path), "stored config") if isinstance(path, dict) else \
+            (_load_yaml(Path(path)), str(path))
         cfg = _merge(cfg, _drop_removed(data, source), source)
     for item in overrides or []:
         if "=" not in item:

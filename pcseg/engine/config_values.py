@@ -23,6 +23,8 @@ CHOICES = {
     "wandb.mode": ("online", "offline", "disabled"),
     "model.compat": (None, "main", "v1.5.2", "v1.5.1"),
     "model.patch_rule": (None, "flash", "non_flash"),
+    "ceco.variant": ("official", "learned"),
+    "ceco.prior": ("scene", "none"),
 }
 
 
@@ -159,9 +161,11 @@ CONSTRAINTS: dict[str, Num | Seq] = {
     "train.grad_clip": Num(0, open_lo=True, note="the largest gradient norm; null = no clipping"),
     "dist.timeout_s": Num(0, 1e9, open_lo=True, note="seconds a collective waits for the other processes"),
     "ceco.weight": NON_NEGATIVE,
-    "ceco.dim": AT_LEAST_1,
+    "ceco.dim": Num(1, note="null = the variant's (official 512, learned 256)"),
+    "ceco.reduce_dim": AT_LEAST_1,
+    "ceco.dropout": FRACTION,
     "ceco.hidden": Num(1, note="null = the backbone width"),
-    "ceco.scale": POSITIVE,
+    "ceco.scale": Num(0, open_lo=True, note="null = the variant's (official 5, learned 10)"),
     "ceco.ema": Num(0, 1, open_hi=True, note="0 = no running centers"),
 }
 
@@ -200,7 +204,12 @@ def value_problems(cfg: DictConfig) -> list[str]:
         from pcseg.data.classes import table as class_table
 
         k = class_table(cfg.data.label_set).num_classes
-        if cfg.ceco.dim < k - 1:
-            problems.append(f"config key 'ceco.dim' is {cfg.ceco.dim}; the simplex ETF of the {k} classes of "
+        c = cfg.ceco
+        dim = c.dim if c.dim is not None else (512 if c.variant == "official" else 256)
+        if dim < k - 1:
+            problems.append(f"config key 'ceco.dim' is {dim}; the simplex ETF of the {k} classes of "
                             f"data.label_set={cfg.data.label_set} needs ceco.dim >= {k - 1}")
+        if c.variant == "official" and c.ema > 0:
+            problems.append(f"config key 'ceco.ema' is {c.ema}; running centers belong to ceco.variant=learned "
+                            "(the released head has none): set ceco.ema=0")
     return problems

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from pcseg.data.cache_check import SceneDataError
+from pcseg.data.cache_check import SceneDataError, load_array
 from pcseg.data.classes import table as class_table
 from pcseg.data.dataset import SceneCacheDataset
 from pcseg.data.loader import build_loader
@@ -37,6 +37,7 @@ from pcseg.models.losses import SegLoss, class_weights_from_histogram
 from pcseg.models.spconv_compat import set_conv_algo
 from pcseg.nc.ceco import CenterHead, WithCenterHead
 from pcseg.nc.metrics import pairwise_cosines
+from pcseg.nc.prior import log_scene_prior, scene_counts
 
 
 def _upper(cos: np.ndarray) -> np.ndarray:
@@ -141,11 +142,13 @@ class Trainer:
         self.model = set_conv_algo(self.model.to(self.device), self.device)
         self.center_head: CenterHead | None = None
         core: torch.nn.Module = self.model
+        self.manifest = read_manifest(Path(cfg.data.root))
         if cfg.ceco.enabled:
             c = cfg.ceco
-            self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, dim=c.dim, scale=c.scale,
-                                          global_centers=c.global_centers,
-                                          ema=c.ema, seed=cfg.seed, hidden=c.hidden).to(self.device)
+            self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, variant=c.variant, dim=c.dim,
+                                          scale=c.scale, global_centers=c.global_centers, ema=c.ema, seed=cfg.seed,
+                                          hidden=c.hidden, log_prior=self._ceco_prior(), dropout=c.dropout,
+                                          reduce_dim=c.reduce_dim).to(self.device)
             core = WithCenterHead(self.model, self.center_head)
         self.train_model: torch.nn.Module = core
         if self.dist.enabled:
@@ -160,7 +163,6 @@ class Trainer:
         if self.device.type != "cuda":
             self.amp_dtype = None  # AMP is a CUDA feature here; CPU runs in fp32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
-        self.manifest = read_manifest(Path(cfg.data.root))
         self.criterion = SegLoss(self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
         self.step = 0
         # Epochs whose end-of-epoch duties (validation, best.pth) are done. A stop on an epoch's
@@ -197,6 +199,21 @@ class Trainer:
                 "it is written by python data_prep/scannet200.py")
         counts = self.manifest["class_histogram"][self.cfg.data.label_set]["counts"]
         return class_weights_from_histogram(counts, kind)
+
+    def _ceco_prior(self) -> torch.Tensor | None:
+        """The official CeCo branch's log class prior (``ceco.prior=scene``): the share of training
+        scenes holding each class, from the manifest, or from the caches for a manifest without it."""
+        c = self.cfg.ceco
+        if c.variant != "official" or c.prior == "none":
+            return None
+        label_set = self.cfg.data.label_set
+        counts = ((self.manifest or {}).get("class_histogram", {}).get(label_set, {}).get("scenes"))
+        if counts is None:
+            counts = scene_counts((load_array(scene, label_set, None) for scene in self.train_set.scene_dirs),
+                                  self.table.num_classes)
+            self._notes.append(f"ceco.prior=scene: the manifest has no per-class scene counts, so they were read "
+                               f"from the {len(self.train_set.scene_dirs)} training caches")
+        return log_scene_prior(counts)
 
     def _init_from(self, path: Path) -> None:
         """Start from another run's (or a converted) model weights; optimizer and schedule start fresh.

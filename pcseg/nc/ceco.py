@@ -5,6 +5,18 @@ loss is averaged over classes, not points, so a tail class present with 50 point
 as hard as the floor with 50 000: it pushes the class means towards the maximally and
 equally separated geometry that imbalance prevents. The branch is used in training only
 (``loss = seg_loss + w * head(feat, segment)["loss"]``); inference never runs it.
+
+Two variants (``variant=``):
+
+* ``official``: the center branch as its authors released it (``UPerHead_ceco`` in
+  dvlab-research/Parametric-Contrastive-Learning), mapped from pixels to points. A *frozen*
+  random projection (Linear C->128 without bias, BatchNorm in training mode over all points
+  of the batch, labelled or not), per-class means over the labelled points, a frozen
+  Linear 128->512 + ReLU on the means, L2 normalisation, dropout, the fixed ETF x scale,
+  plus the log class prior; cross-entropy over the classes present. Nothing in the branch
+  learns: the loss can only move the backbone's features.
+* ``learned``: pcseg's earlier head (a trainable Linear-LayerNorm-ReLU-Linear projection,
+  no prior), kept for comparison and for its checkpoints.
 """
 from __future__ import annotations
 
@@ -17,7 +29,9 @@ from torch import nn
 from .centers import class_centers
 from .etf import simplex_etf
 
-__all__ = ["CenterHead", "ceco_loss", "DEFAULT_SCALE"]
+__all__ = ["CenterHead", "ceco_loss", "DEFAULT_SCALE", "VARIANTS"]
+
+VARIANTS = ("official", "learned")
 
 # ETF logits are cosines in [-1, 1]. Unscaled, even a center sitting on its vertex keeps
 # a cross-entropy of log(1 + (K-1) e^{-K/(K-1)}) ~ 4.3 for K = 200: the softmax stays
@@ -83,41 +97,77 @@ class CenterHead(nn.Module):
         self,
         in_dim: int,
         num_classes: int,
-        dim: int = 256,
-        scale: float = DEFAULT_SCALE,
+        variant: str = "official",
+        dim: int | None = None,
+        scale: float | None = None,
         ignore_index: int = -1,
-        global_centers: bool = True,
+        global_centers: bool | None = None,
         ema: float = 0.0,
         seed: int = 0,
         hidden: int | None = None,
+        log_prior: torch.Tensor | None = None,
+        dropout: float = 0.1,
+        reduce_dim: int = 128,
     ) -> None:
+        """Defaults follow the variant: ``official`` as released (dim 512, scale 5, centers per
+        process, dropout 0.1, a 128-wide frozen reduction); ``learned`` as pcseg had it (dim
+        256, scale 10, centers all-reduced over ranks)."""
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
+        if variant == "official" and ema > 0.0:
+            raise ValueError("ema (running centers) belongs to the learned variant; the released head has none")
+        official = variant == "official"
+        self.variant = variant
         self.in_dim = int(in_dim)
         self.num_classes = int(num_classes)
-        self.dim = int(dim)
+        self.dim = int(dim if dim is not None else (512 if official else 256))
+        self.scale = float(scale if scale is not None else (5.0 if official else DEFAULT_SCALE))
+        self.ignore_index = int(ignore_index)
+        self.global_centers = bool(global_centers if global_centers is not None else not official)
+        self.ema = float(ema)
+        if official:
+            self._build_official(int(reduce_dim), float(dropout), int(seed), log_prior)
+        else:
+            self._build_learned(hidden)
+        self.register_buffer("etf", simplex_etf(num_classes, self.dim, seed))
+        if not official:
+            # Registered even with ema == 0 so checkpoints load whatever the setting.
+            self.register_buffer("running_centers", torch.zeros(num_classes, self.dim))
+            self.register_buffer("ema_valid", torch.zeros(num_classes, dtype=torch.bool))
+
+    def _build_learned(self, hidden: int | None) -> None:
         # The per-point part (Linear, norm, activation) runs on every voxel, so its width
         # sets the branch's cost; it defaults to the backbone width, and only the last
         # Linear, applied to the K centers, lifts to ``dim`` for the simplex ETF.
-        self.hidden = int(hidden or in_dim)
-        self.scale = float(scale)
-        self.ignore_index = int(ignore_index)
-        self.global_centers = bool(global_centers)
-        self.ema = float(ema)
+        self.hidden = int(hidden or self.in_dim)
         self.proj = nn.Sequential(
-            nn.Linear(in_dim, self.hidden),
+            nn.Linear(self.in_dim, self.hidden),
             nn.LayerNorm(self.hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(self.hidden, dim),
+            nn.Linear(self.hidden, self.dim),
         )
-        self.register_buffer("etf", simplex_etf(num_classes, dim, seed))
-        # Registered even with ema == 0 so checkpoints load whatever the setting.
-        self.register_buffer("running_centers", torch.zeros(num_classes, dim))
-        self.register_buffer("ema_valid", torch.zeros(num_classes, dtype=torch.bool))
+
+    def _build_official(self, reduce_dim: int, dropout: float, seed: int, log_prior: torch.Tensor | None) -> None:
+        # Random but reproducible: drawn from ``seed`` alone, without touching the global RNG
+        # (the backbone's initialisation stays what it is without the branch).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.reduce = nn.Sequential(nn.Linear(self.in_dim, reduce_dim, bias=False), nn.BatchNorm1d(reduce_dim))
+            self.gain = nn.Sequential(nn.Linear(reduce_dim, self.dim), nn.ReLU(inplace=True))
+        for p in self.parameters():
+            p.requires_grad_(False)  # frozen, as released: the loss cannot be absorbed by the branch
+        self.dropout = nn.Dropout(dropout)
+        prior = torch.zeros(self.num_classes) if log_prior is None else torch.as_tensor(log_prior, dtype=torch.float32)
+        if prior.shape != (self.num_classes,) or not bool(torch.isfinite(prior).all()):
+            raise ValueError(f"log_prior must be {self.num_classes} finite numbers, got shape {tuple(prior.shape)}")
+        self.register_buffer("log_prior", prior.clone())
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, hidden={self.hidden}, dim={self.dim}, scale={self.scale}, "
+        width = f"hidden={self.hidden}" if self.variant == "learned" else "frozen"
+        return (f"variant={self.variant}, num_classes={self.num_classes}, {width}, dim={self.dim}, scale={self.scale}, "
                 f"global_centers={self.global_centers}, ema={self.ema}")
 
     @torch.no_grad()
@@ -137,6 +187,8 @@ class CenterHead(nn.Module):
         With ``global_centers`` under torch.distributed every rank must call this each
         step, since the centers are all-reduced.
         """
+        if self.variant == "official":
+            return self._forward_official(feats, labels)
         # The last Linear commutes with the per-class mean, so it is applied to the K
         # centers instead of the N points: the same result (bias included) at a fraction
         # of the cost, which keeps the branch's overhead within a few percent of a step.
@@ -166,6 +218,33 @@ class CenterHead(nn.Module):
             "loss": loss,
             "num_present": present.sum(),
             "num_in_loss": include.sum(),
+            "center_cos_std": cos_std,
+            "center_cos_mean": cos_mean,
+        }
+
+    def _forward_official(self, feats: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The released branch on points: BatchNorm statistics over every point of the batch,
+        means over the labelled ones, then the frozen gain on the K means (not the N points),
+        normalisation, dropout, ETF x scale + log prior, and the mean cross-entropy over the
+        classes present (the released sum over them divided by their number)."""
+        z = self.reduce(feats.float() if feats.dtype in (torch.float16, torch.bfloat16) else feats)
+        centers, present = class_centers(
+            z, labels, self.num_classes, self.ignore_index, global_reduce=self.global_centers
+        )
+        idx = present.nonzero(as_tuple=False).squeeze(1)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            unit = F.normalize(self.gain(centers[idx].float()), dim=1)
+            if idx.numel() == 0:
+                loss = z.sum() * 0.0  # keeps the features in the graph (DDP) while contributing nothing
+            else:
+                logits = self.scale * (self.dropout(unit) @ self.etf.float()) + self.log_prior
+                loss = F.cross_entropy(logits, idx)
+            with torch.no_grad():
+                cos_mean, cos_std = _cos_stats(unit)
+        return {
+            "loss": loss,
+            "num_present": present.sum(),
+            "num_in_loss": present.sum(),
             "center_cos_std": cos_std,
             "center_cos_mean": cos_mean,
         }
