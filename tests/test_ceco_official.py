@@ -114,3 +114,12 @@ def test_stored_configs_from_before_the_variants_are_the_learned_head() -> None:
     assert load_config(stored).ceco.variant == "learned"
     assert load_config({"ceco": {"enabled": True, "variant": "official"}}).ceco.variant == "official"
     assert load_config(CFG).ceco.variant == "official"
+
+
+def test_ceco_settings_are_inert_when_the_branch_is_off() -> None:
+    """A CE run continues (or is reused by a study) whatever ceco.* says, but not with CeCo turned on."""
+    from pcseg.engine.config import resume_differences
+
+    stored = {"ceco": {"enabled": False, "dim": 256, "scale": 10.0}}  # an earlier version's CE run
+    assert resume_differences(stored, load_config(None, ["ceco.weight=0.8"])) == []
+    assert resume_differences(stored, load_config(None, ["ceco.enabled=true"]))

@@ -426,11 +426,14 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def resume_differences(stored: dict, cfg: DictConfig) -> list[str]:
     """``key: stored -> now`` for every setting that differs from a checkpoint's config,
-    except :data:`RESUME_FREE_KEYS` (and their sub-keys)."""
+    except :data:`RESUME_FREE_KEYS` (and their sub-keys), and the ``ceco.*`` settings when the
+    branch is off in both."""
     now = _flatten(OmegaConf.to_container(cfg, resolve=True))
     # the stored config goes through the schema too, so defaults added later compare equal
     then = _flatten(OmegaConf.to_container(load_config(stored), resolve=True))
     free = tuple(RESUME_FREE_KEYS)
+    if not now.get("ceco.enabled") and not then.get("ceco.enabled"):
+        free += ("ceco",)  # the branch is off in both: its settings change nothing
     diffs = []
     for key in sorted(set(now) | set(then)):
         if any(key == f or key.startswith(f + ".") for f in free):
