@@ -123,3 +123,13 @@ def test_ceco_settings_are_inert_when_the_branch_is_off() -> None:
     stored = {"ceco": {"enabled": False, "dim": 256, "scale": 10.0}}  # an earlier version's CE run
     assert resume_differences(stored, load_config(None, ["ceco.weight=0.8"])) == []
     assert resume_differences(stored, load_config(None, ["ceco.enabled=true"]))
+
+
+def test_trainable_projection_ablation_is_optimised(small_caches, tmp_path) -> None:
+    trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **{
+        "train.eval_every": 0, "ceco.trainable_projection": "true"})))
+    head = trainer.center_head
+    assert set(map(id, head.parameters())) <= set(map(id, trainer.params))
+    before = head.gain[0].weight.clone()
+    trainer.train_step(next(iter(trainer.train_loader)))
+    assert not torch.equal(before, head.gain[0].weight)

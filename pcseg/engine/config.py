@@ -160,6 +160,7 @@ class CecoConfig:
     hidden: Optional[int] = None  # learned: per-point width of the projection (None = backbone width)
     scale: Optional[float] = None  # logit scale of the cosine ETF classifier (None: official 5, learned 10)
     dropout: float = 0.1  # official: dropout on the normalised centers
+    trainable_projection: bool = False  # official: an ablation; the released projection is frozen
     prior: str = "scene"  # official: log of the share of training scenes holding each class | none
     # all-reduce class sums/counts across DDP ranks (None: official per process, as released; learned true)
     global_centers: Optional[bool] = None

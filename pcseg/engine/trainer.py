@@ -148,7 +148,7 @@ class Trainer:
             self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, variant=c.variant, dim=c.dim,
                                           scale=c.scale, global_centers=c.global_centers, ema=c.ema, seed=cfg.seed,
                                           hidden=c.hidden, log_prior=self._ceco_prior(), dropout=c.dropout,
-                                          reduce_dim=c.reduce_dim).to(self.device)
+                                          reduce_dim=c.reduce_dim, trainable=c.trainable_projection).to(self.device)
             core = WithCenterHead(self.model, self.center_head)
         self.train_model: torch.nn.Module = core
         if self.dist.enabled:

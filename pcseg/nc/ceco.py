@@ -108,6 +108,7 @@ class CenterHead(nn.Module):
         log_prior: torch.Tensor | None = None,
         dropout: float = 0.1,
         reduce_dim: int = 128,
+        trainable: bool = False,
     ) -> None:
         """Defaults follow the variant: ``official`` as released (dim 512, scale 5, centers per
         process, dropout 0.1, a 128-wide frozen reduction); ``learned`` as pcseg had it (dim
@@ -129,7 +130,7 @@ class CenterHead(nn.Module):
         self.global_centers = bool(global_centers if global_centers is not None else not official)
         self.ema = float(ema)
         if official:
-            self._build_official(int(reduce_dim), float(dropout), int(seed), log_prior)
+            self._build_official(int(reduce_dim), float(dropout), int(seed), log_prior, bool(trainable))
         else:
             self._build_learned(hidden)
         self.register_buffer("etf", simplex_etf(num_classes, self.dim, seed))
@@ -150,7 +151,8 @@ class CenterHead(nn.Module):
             nn.Linear(self.hidden, self.dim),
         )
 
-    def _build_official(self, reduce_dim: int, dropout: float, seed: int, log_prior: torch.Tensor | None) -> None:
+    def _build_official(self, reduce_dim: int, dropout: float, seed: int, log_prior: torch.Tensor | None,
+                        trainable: bool) -> None:
         # Random but reproducible: drawn from ``seed`` alone, without touching the global RNG
         # (the backbone's initialisation stays what it is without the branch).
         with torch.random.fork_rng(devices=[]):
@@ -158,7 +160,9 @@ class CenterHead(nn.Module):
             self.reduce = nn.Sequential(nn.Linear(self.in_dim, reduce_dim, bias=False), nn.BatchNorm1d(reduce_dim))
             self.gain = nn.Sequential(nn.Linear(reduce_dim, self.dim), nn.ReLU(inplace=True))
         for p in self.parameters():
-            p.requires_grad_(False)  # frozen, as released: the loss cannot be absorbed by the branch
+            # frozen, as released: the loss cannot be absorbed by the branch (``trainable`` is the
+            # ablation that lets the projection learn, as the learned head's does)
+            p.requires_grad_(trainable)
         self.dropout = nn.Dropout(dropout)
         prior = torch.zeros(self.num_classes) if log_prior is None else torch.as_tensor(log_prior, dtype=torch.float32)
         if prior.shape != (self.num_classes,) or not bool(torch.isfinite(prior).all()):
