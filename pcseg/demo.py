@@ -175,6 +175,14 @@ def comparison_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _ceco_arm(c) -> str:
+    """Which CeCo the CeCo arm ran (the variants differ in what defines the method)."""
+    what = {"official": "the released center branch (frozen projection, scene prior)",
+            "learned": "pcseg's earlier head (trainable projection, no prior)"}[c.variant]
+    return (f"CeCo arm: `ceco.variant={c.variant}`, {what}; weight {c.weight:g}"
+            + (f", prior {c.prior}" if c.variant == "official" else "") + ".")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -190,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             "CeCo (CE + center loss)": (args.cfg.parent / "synthetic_nc.yaml", args.out / "ceco")}
     from pcseg.engine.config import ConfigError
 
-    for cfg_path, _ in runs.values():  # a typo in an override fails now, not minutes later
+    loaded = {}
+    for name, (cfg_path, _) in runs.items():  # a typo in an override fails now, not minutes later
         try:
-            load_config(cfg_path, list(args.overrides))
+            loaded[name] = load_config(cfg_path, list(args.overrides))
         except (ConfigError, FileNotFoundError) as exc:
             print(f"[demo] error: {exc}", file=sys.stderr)
             return 2
@@ -230,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         f"chance-level mIoU is about {100 / max(present, 1):.1f}. Total time {minutes:.1f} min on this machine.",
         "One short CPU run each: it shows the pipeline learning, not whether CeCo helps. "
         "`python bench/ceco_study.py` compares the two arms over several seeds, paired (README, \"The CeCo study\").", "",
-        table, "", "Neural-collapse details per run: `base/nc_val/report.md`, `ceco/nc_val/report.md`.", "",
+        table, "", _ceco_arm(loaded["CeCo (CE + center loss)"].ceco), "",
+        "Neural-collapse details per run: `base/nc_val/report.md`, `ceco/nc_val/report.md`.", "",
         "## Learning curves", "", "![learning curves](learning_curves.png)", "",
         "## Pairwise cosines (classes by training frequency) and IoU against frequency", "", *plots])
     atomic_write_text(args.out / "report.md", report)

@@ -33,6 +33,7 @@ def test_demo_trains_both_arms_and_writes_the_report(tmp_path: Path) -> None:
     assert cfg["segmentation"]["miou"] is not None
     report = (out / "report.md").read_text()
     assert "![learning curves](learning_curves.png)" in report and "| mIoU |" in report
+    assert "`ceco.variant=official`" in report  # the report names the CeCo it ran
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     # a second run finds everything in place: nothing is trained again
     mtime = (out / "base" / "last.pth").stat().st_mtime_ns
