@@ -79,18 +79,18 @@ def _cos_stats(unit: torch.Tensor) -> tuple[float, float]:
 
 
 class CenterHead(nn.Module):
-    """Projection MLP + fixed simplex-ETF classifier of batch class centers.
+    """Fixed simplex-ETF classifier of the batch's class centers, in one of two variants.
 
-    LayerNorm rather than BatchNorm1d in the projection: the batch is ~10^5 points
-    dominated by a few head classes, so batch statistics would be set by walls and
-    floors and would differ per rank (needing SyncBatchNorm); LayerNorm normalises
-    each point on its own, keeps no running statistics (useless here: the branch never
-    runs in eval) and behaves the same for one point or a million.
+    ``official`` (the released head, see the module docstring) uses BatchNorm in training
+    mode over the whole per-process batch, as released: its statistics are set mostly by
+    the frequent classes and differ per rank, which is part of the method as published.
 
-    ``ema`` > 0 keeps running (unit) centers so classes absent from a batch still enter
-    the loss average. Those terms are detached and the ETF is fixed, so they carry no
-    gradient: they steady the loss value and lower the per-class weight of the batch's
-    classes to 1/(classes seen so far) instead of 1/(classes in the batch).
+    ``learned`` uses LayerNorm in its trainable projection instead: it normalises each point
+    on its own, keeps no running statistics and behaves the same for one point or a
+    million. ``ema`` > 0 (learned only) keeps running (unit) centers so classes absent from a
+    batch still enter the loss average. Those terms are detached and the ETF is fixed, so
+    they carry no gradient: they steady the loss value and lower the per-class weight of
+    the batch's classes to 1/(classes seen so far) instead of 1/(classes in the batch).
     """
 
     def __init__(
