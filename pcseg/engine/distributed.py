@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pcseg.utils.dist import all_reduce_sum_array, distributed_ready, multi_process  # noqa: F401  (re-exported)
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -89,7 +91,7 @@ def init_distributed(device: str = "auto", timeout_s: float | None = None) -> Di
 
 
 def _agree(flag: bool, op: "dist.ReduceOp", device: torch.device | str) -> bool:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not multi_process():
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=op)
@@ -98,7 +100,7 @@ def _agree(flag: bool, op: "dist.ReduceOp", device: torch.device | str) -> bool:
 
 def max_over_ranks(value: int, device: torch.device | str = "cpu") -> int:
     """The largest of an integer over ranks (e.g. a signal number, -1 for none)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not multi_process():
         return value
     t = torch.tensor([float(value)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -112,31 +114,19 @@ def all_ranks(flag: bool, device: torch.device | str = "cpu") -> bool:
 
 def current() -> DistInfo:
     """Rank and world size of the initialised process group (or the single-process defaults)."""
-    if dist.is_available() and dist.is_initialized():
+    if distributed_ready():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return DistInfo()
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if distributed_ready():
         dist.barrier()
-
-
-def all_reduce_sum_array(array: np.ndarray) -> np.ndarray:
-    """Sum a numpy array over ranks, on the device the backend serves (NCCL: CUDA only)."""
-
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return array
-    where = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.from_numpy(np.ascontiguousarray(array)).to(where)
-    dist.all_reduce(t)
-    return t.cpu().numpy()
 
 
 def all_reduce_mean(value: float, device: torch.device | str = "cpu") -> float:
     """Mean of a scalar over ranks (for logging only)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not distributed_ready():
         return float(value)
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -163,7 +153,7 @@ def cleanup(wait_for_all: bool = False) -> None:
     """Leave the process group. ``wait_for_all`` (after a normal finish) first waits until every
     rank is done, so no rank tears its connections down while another still uses them (rank 0
     writing the last checkpoint, say); after a failure the others may be gone, so it does not."""
-    if dist.is_available() and dist.is_initialized():
+    if distributed_ready():
         if wait_for_all:
             dist.barrier()
         dist.destroy_process_group()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from pcseg.data.classes import SPLITS, ClassTable
+from pcseg.utils.dist import all_reduce_sum_array
 
 
 class ConfusionMatrix:
@@ -49,8 +50,6 @@ class ConfusionMatrix:
 
     def all_reduce(self) -> None:
         """Sum over all ranks (no-op without torch.distributed; NCCL-safe)."""
-        from pcseg.engine.distributed import all_reduce_sum_array
-
         self.matrix = all_reduce_sum_array(self.matrix)
 
 

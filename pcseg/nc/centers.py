@@ -10,12 +10,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from pcseg.utils.dist import distributed_ready, multi_process
+
 __all__ = ["class_centers", "all_reduce_sum", "distributed_ready"]
-
-
-def distributed_ready() -> bool:
-    """True when a process group is up, i.e. when a global reduction is possible."""
-    return dist.is_available() and dist.is_initialized()
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -44,7 +41,7 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     Under DDP, which averages parameter gradients, this yields exactly the gradient of
     the loss computed on the global batch. Every rank must call it (a collective).
     """
-    if not distributed_ready() or dist.get_world_size() == 1:
+    if not multi_process():
         return x
     return _AllReduceSum.apply(x)
 
@@ -82,7 +79,7 @@ def class_centers(
     x = feats[valid]
     sums = torch.zeros(k, feats.shape[1], dtype=feats.dtype, device=feats.device).index_add(0, lab, x)
     counts = torch.bincount(lab, minlength=k).to(feats.dtype)
-    if global_reduce and distributed_ready() and dist.get_world_size() > 1:
+    if global_reduce and multi_process():
         # One collective for both: the counts column carries no gradient of interest.
         packed = all_reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
         sums, counts = packed[:, :-1], packed[:, -1].detach()

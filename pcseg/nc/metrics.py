@@ -47,6 +47,7 @@ import torch.distributed as dist
 
 from pcseg.data.classes import SPLITS, ClassTable
 from pcseg.utils.atomic import atomic_write_text, save_png
+from pcseg.utils.dist import multi_process
 
 __all__ = [
     "FeatureStats",
@@ -143,7 +144,7 @@ class FeatureStats:
 
     def all_reduce(self) -> None:
         """Sum the statistics over ranks (no-op without torch.distributed)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not multi_process():
             return
         comm = self.device
         if dist.get_backend() == "nccl" and comm.type != "cuda":
