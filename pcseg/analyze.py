@@ -40,7 +40,7 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
     from pcseg.engine.checkpoint import load_checkpoint
-    from pcseg.engine.pipelines import val_transform_list
+    from pcseg.data.pipelines import val_transform_list
     from pcseg.engine.trainer import read_manifest, resolve_device
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.eval.metrics import ConfusionMatrix, summarize

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
     from pcseg.data.scannet_raw import RawDataError, read_mesh
     from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
-    from pcseg.engine.pipelines import val_transform_list
+    from pcseg.data.pipelines import val_transform_list
     from pcseg.engine.trainer import read_manifest, resolve_device
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.eval.inference import Predictor

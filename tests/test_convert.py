@@ -12,7 +12,7 @@ import torch
 from pcseg import convert as convert_cli
 from pcseg import test as test_cli
 from pcseg.engine.checkpoint import load_checkpoint
-from pcseg.models.from_config import load_segmentor
+from pcseg.engine.load import load_segmentor
 from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "ptv3"

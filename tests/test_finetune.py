@@ -10,9 +10,10 @@ from pcseg import train as train_cli
 from pcseg.data import transforms as T
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
+from pcseg.engine.load import load_segmentor
 from pcseg.engine.optim import param_groups
 from pcseg.engine.trainer import Trainer
-from pcseg.models.from_config import build_model_from_cfg, load_segmentor
+from pcseg.models.from_config import build_model_from_cfg
 from tests.conftest import REPO, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_base.yaml"

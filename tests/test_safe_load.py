@@ -15,7 +15,7 @@ from pcseg import convert as convert_cli
 from pcseg import test as test_cli
 from pcseg import train as train_cli
 from pcseg.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from pcseg.models.from_config import load_segmentor
+from pcseg.engine.load import load_segmentor
 from tests.conftest import REPO, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_base.yaml"

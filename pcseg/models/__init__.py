@@ -27,7 +27,6 @@ __all__ = [
     "SpUNet",
     "build_model",
     "build_model_from_cfg",
-    "load_segmentor",
     "conv_algo",
     "set_conv_algo",
     "spconv_compat",
@@ -79,4 +78,13 @@ def build_model(
     return model
 
 
-from .from_config import build_model_from_cfg, load_segmentor  # noqa: E402  (uses build_model above)
+from .from_config import build_model_from_cfg  # noqa: E402  (uses build_model above)
+
+
+def __getattr__(name: str) -> Any:
+    """Point old ``from pcseg.models import load_segmentor`` code at its new home, without
+    importing the engine from the models layer."""
+    if name == "load_segmentor":
+        raise AttributeError("load_segmentor moved to pcseg.engine.load: "
+                             "from pcseg.engine.load import load_segmentor")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,12 @@
-"""Models from a config or a checkpoint: the one place that turns ``model.*`` keys into a network.
+"""Models from a config: the one place that turns ``model.*`` keys into a network.
 
-Training, evaluation, analysis, conversion and :func:`load_segmentor` all build through
-here, so a config key means the same thing everywhere and a mismatch between the input
-features and ``model.in_channels`` is caught before any data is touched.
+Training, evaluation, analysis, conversion and :func:`pcseg.engine.load.load_segmentor` all
+build through here, so a config key means the same thing everywhere and a mismatch between
+the input features and ``model.in_channels`` is caught before any data is touched. Loading a
+checkpoint is the engine's job (:mod:`pcseg.engine.load`): this module imports no engine code.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,8 +46,8 @@ def model_overrides(cfg: DictConfig) -> dict[str, Any]:
 
 def check_input_channels(cfg: DictConfig) -> None:
     """``model.in_channels`` must equal the width of ``feat`` the data transforms produce."""
+    from pcseg.data.pipelines import train_transform_list, val_transform_list
     from pcseg.data.transforms import feature_channels
-    from pcseg.engine.pipelines import train_transform_list, val_transform_list
 
     for key, transforms in (("data.train_transforms", train_transform_list(cfg)),
                             ("data.val_transforms", val_transform_list(cfg))):
@@ -76,25 +76,3 @@ def build_model_from_cfg(cfg: DictConfig, device: torch.device | str | None = "c
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.momentum = float(momentum)
     return model
-
-
-def load_segmentor(path: str | Path, device: torch.device | str = "cpu") -> tuple[Segmentor, DictConfig]:
-    """A trained (or converted) pcseg checkpoint as ``(model, cfg)``: eval mode, on ``device``.
-
-    Call it as ``model(grid_coord, batch, feat)["logits"]``; ``cfg.data`` says which input
-    features it expects (``feat_keys``, ``color_range``, ``grid_size``).
-    """
-    from pcseg.engine.checkpoint import load_checkpoint
-    from pcseg.engine.config import load_config
-
-    from .spconv_compat import set_conv_algo
-
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
-        raise ValueError(f"{path} is not a pcseg checkpoint (no 'config' and 'model'); "
-                         "convert Pointcept checkpoints with python -m pcseg.convert")
-    cfg = load_config(ckpt["config"])
-    model = build_model_from_cfg(cfg, device)
-    model.load_state_dict(ckpt["model"])
-    device = torch.device(device)
-    return set_conv_algo(model.to(device), device).eval(), cfg
