@@ -140,9 +140,9 @@ def main() -> None:
     ap.add_argument("--memory-only", action="store_true", help="skip the speed measurements")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from pcseg.engine.trainer import resolve_device
+    from pcseg.utils.device import resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     if args.child:
         print(json.dumps(memory_child(args.child[0], int(args.child[1]), device, Path(args.child[2]), args.model)))
         return

@@ -37,15 +37,16 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     from pcseg.data.classes import table as class_table
     from pcseg.data.dataset import SceneCacheDataset
     from pcseg.data.loader import build_loader
+    from pcseg.data.manifest import read_manifest
     from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
     from pcseg.engine.checkpoint import load_checkpoint
     from pcseg.data.pipelines import val_transform_list
-    from pcseg.engine.trainer import read_manifest, resolve_device
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.eval.metrics import ConfusionMatrix, summarize
     from pcseg.models import set_conv_algo
     from pcseg.nc.metrics import FeatureStats, plot_cosine_heatmaps, plot_iou_vs_frequency, write_report
+    from pcseg.utils.device import resolve_device
 
     info = D.current()
     device = resolve_device(cfg.train.device)

@@ -122,11 +122,11 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
 
     from pcseg.data.classes import table as class_table
     from pcseg.data.dataset import UNLABELLED_SPLITS, SceneCacheDataset
+    from pcseg.data.manifest import read_manifest
     from pcseg.data.scannet_raw import RawDataError, read_mesh
     from pcseg.data.transforms import build_transforms
     from pcseg.engine import distributed as D
     from pcseg.data.pipelines import val_transform_list
-    from pcseg.engine.trainer import read_manifest, resolve_device
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.eval.inference import Predictor
     from pcseg.eval.metrics import ConfusionMatrix, format_table
@@ -134,7 +134,9 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
     from pcseg.eval.submission import (OFFICIAL_SPLITS, SubmissionError, format_ids, mesh_path, metrics_summary,
                                        write_submission)
     from pcseg.models.spconv_compat import set_conv_algo
+    from pcseg.utils.amp import AMP_DTYPES
     from pcseg.utils.atomic import atomic_write_text
+    from pcseg.utils.device import resolve_device
 
     d = cfg.data
     split = args.split or d.val_split
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
     model = set_conv_algo(model.to(device), device).eval()
     table = class_table(d.label_set)
     tf_cfg = val_transform_list(cfg)
-    amp = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.amp]
+    amp = AMP_DTYPES[cfg.train.amp]  # as given, also on the CPU (unlike training, see pcseg.utils.amp)
     try:
         predictor = Predictor(model, build_transforms(list(tf_cfg)), table.num_classes, device, views,
                               max_voxels=args.max_voxels, overlap_m=args.overlap, amp_dtype=amp)
