@@ -71,7 +71,7 @@ def ddp_train_rank(rank: int, world: int, port: int, cfg: str, overrides: list[s
     try:
         trainer = Trainer(load_config(cfg, overrides), info)
         trainer.fit()
-        head = trainer.center_head.state_dict() if trainer.center_head is not None else {}
+        head = trainer.objective.state_dict().get("ceco", {})
         torch.save({"model": trainer.model.state_dict(), "center_head": head, "step": trainer.step},
                    Path(out) / f"rank{rank}.pt")
     finally:

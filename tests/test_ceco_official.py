@@ -81,7 +81,7 @@ def test_trainer_prior_from_the_manifest_or_else_the_caches(small_caches, tmp_pa
     manifest = json.loads((small_caches / "manifest.json").read_text())
     recorded = manifest["class_histogram"]["segment200"]["scenes"]
     trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path / "a")))
-    from_manifest = trainer.center_head.log_prior.clone()
+    from_manifest = trainer.objective.terms["ceco"].head.log_prior.clone()
     assert torch.allclose(from_manifest, log_scene_prior(recorded))
     assert sum(recorded) > 0 and max(recorded) <= manifest["splits"]["train"]["num_scenes"]
     data = tmp_path / "caches"
@@ -91,15 +91,15 @@ def test_trainer_prior_from_the_manifest_or_else_the_caches(small_caches, tmp_pa
             entry.pop("scenes", None)
     (data / "manifest.json").write_text(json.dumps(manifest))
     again = Trainer(load_config(CFG, tiny_overrides(data, tmp_path / "b")))
-    assert torch.equal(again.center_head.log_prior, from_manifest)
+    assert torch.equal(again.objective.terms["ceco"].head.log_prior, from_manifest)
     assert "read from the" in (tmp_path / "b" / "train.log").read_text()
     off = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path / "c", **{"ceco.prior": "none"})))
-    assert torch.equal(off.center_head.log_prior, torch.zeros(200))
+    assert torch.equal(off.objective.terms["ceco"].head.log_prior, torch.zeros(200))
 
 
 def test_a_training_step_leaves_the_branch_unchanged(small_caches, tmp_path) -> None:
     trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **{"train.eval_every": 0})))
-    head = trainer.center_head
+    head = trainer.objective.terms["ceco"].head
     assert not set(map(id, head.parameters())) & set(map(id, trainer.params))  # nothing of it is optimised
     frozen = {k: v.clone() for k, v in head.state_dict().items() if "running" not in k and "num_batches" not in k}
     seg_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -128,7 +128,7 @@ def test_ceco_settings_are_inert_when_the_branch_is_off() -> None:
 def test_trainable_projection_ablation_is_optimised(small_caches, tmp_path) -> None:
     trainer = Trainer(load_config(CFG, tiny_overrides(small_caches, tmp_path, **{
         "train.eval_every": 0, "ceco.trainable_projection": "true"})))
-    head = trainer.center_head
+    head = trainer.objective.terms["ceco"].head
     assert set(map(id, head.parameters())) <= set(map(id, trainer.params))
     before = head.gain[0].weight.clone()
     trainer.train_step(next(iter(trainer.train_loader)))

@@ -11,7 +11,7 @@ from pcseg import analyze as analyze_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.config import load_config
 from pcseg.engine.trainer import Trainer, build_model_from_cfg
-from pcseg.nc import WithCenterHead
+from pcseg.models.objective import TrainingModel
 from tests.conftest import REPO, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_nc.yaml"
@@ -28,15 +28,15 @@ def ceco_run(small_caches, tmp_path_factory):
 
 def test_center_loss_is_logged_and_saved(ceco_run) -> None:
     cfg, trainer, out = ceco_run
-    assert isinstance(trainer.train_model, WithCenterHead)
+    assert isinstance(trainer.train_model, TrainingModel) and list(trainer.train_model.terms) == ["ceco"]
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in recs if r["type"] == "train"]
     assert all("loss_center" in r and r["num_present"] >= 1 for r in train)
     assert all(abs(r["loss"] - r["loss_seg"] - 0.4 * r["loss_center"]) < 1e-3 for r in train)
     assert all("equiangularity_classifier" in r for r in train)
     ckpt = load_checkpoint(out / "last.pth")
-    assert "center_head" in ckpt and "etf" in ckpt["center_head"]
-    assert not any(k.startswith("center_head") for k in ckpt["model"])  # the segmentor alone
+    assert "head.etf" in ckpt["terms"]["ceco"]
+    assert not any(k.startswith(("terms", "head.etf")) for k in ckpt["model"])  # the segmentor alone
 
 
 def test_center_head_only_reads_the_features(ceco_run) -> None:
@@ -48,16 +48,16 @@ def test_center_head_only_reads_the_features(ceco_run) -> None:
     ckpt = load_checkpoint(out / "last.pth")
     bare = build_model_from_cfg(cfg)
     bare.load_state_dict(ckpt["model"])  # strict: no CeCo keys
-    wrapped = WithCenterHead(copy.deepcopy(bare), copy.deepcopy(trainer.center_head))
+    wrapped = TrainingModel(copy.deepcopy(bare), {"ceco": copy.deepcopy(trainer.objective.terms["ceco"])})
     bare.train()
     wrapped.train()
     batch = next(iter(trainer.train_loader))
     args = (batch["grid_coord"], batch["batch"], batch["feat"])
     a = bare(*args)
     b = wrapped(*args, batch["segment"])
-    assert "ceco_loss" in b and "ceco_loss" not in a
+    assert "ceco" in b["terms"] and "terms" not in a
     assert torch.equal(a["logits"], b["logits"])
-    b["ceco_loss"].backward()
+    b["terms"]["ceco"].loss.backward()
     seg = wrapped.segmentor
     assert seg.head.fc.weight.grad is None or seg.head.fc.weight.grad.abs().sum() == 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in seg.backbone.parameters())
@@ -68,8 +68,8 @@ def test_ceco_run_resumes_with_its_head(ceco_run, small_caches, tmp_path) -> Non
     cfg2 = load_config(CFG, tiny_overrides(small_caches, out, **{"ceco.dim": 199, "train.epochs": 2}))
     t = Trainer(cfg2)
     ckpt = load_checkpoint(out / "last.pth")
-    for k, v in ckpt["center_head"].items():
-        assert torch.equal(t.center_head.state_dict()[k], v), k
+    for k, v in ckpt["terms"]["ceco"].items():
+        assert torch.equal(t.objective.terms["ceco"].state_dict()[k], v), k
     plain = load_config(REPO / "configs" / "synthetic_base.yaml", tiny_overrides(small_caches, tmp_path))
     Trainer(plain).fit()
     with pytest.raises(ValueError, match="ceco.enabled: False -> True"):  # never continued by another setup

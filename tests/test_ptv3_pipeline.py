@@ -32,7 +32,7 @@ def ptv3_ceco_run(small_caches, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ptv3_ceco")
     cfg = load_config(CFG, _ptv3_overrides(small_caches, out, **{"ceco.enabled": "true", "ceco.dim": 199}))
     trainer = Trainer(cfg)
-    assert type(trainer.model.backbone).__name__ == "PTv3" and trainer.center_head is not None
+    assert type(trainer.model.backbone).__name__ == "PTv3" and "ceco" in trainer.objective.terms
     trainer.fit()
     return out
 
@@ -43,7 +43,7 @@ def test_ptv3_trains_with_ceco(ptv3_ceco_run) -> None:
     assert train and all("loss_center" in r and r["loss"] == r["loss"] for r in train)
     assert any(r["type"] == "val" and r["miou"] is not None for r in recs)
     ckpt = load_checkpoint(ptv3_ceco_run / "last.pth")
-    assert ckpt["config"]["model"]["name"] == "ptv3" and "center_head" in ckpt
+    assert ckpt["config"]["model"]["name"] == "ptv3" and "ceco" in ckpt["terms"]
     # the recipe's block learning rate: every block parameter at 0.1 x optim.lr
     groups = ckpt["optimizer"]["param_groups"]
     assert len(groups) == 2 and groups[1]["keyword"] == "block"

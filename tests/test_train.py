@@ -122,7 +122,7 @@ def test_ddp_two_processes_gloo_with_ceco(small_caches, tmp_path) -> None:
                 moved = True
     assert moved  # the ranks agree because they trained together, not because nothing changed
     ckpt = load_checkpoint(run / "last.pth")
-    assert isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2 and "center_head" in ckpt
+    assert isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2 and "ceco" in ckpt["terms"]
     train = _records(run, "train")
     assert train and all("loss_center" in r and r["num_present"] >= 1 for r in train)
     val = _records(run, "val")
@@ -134,12 +134,12 @@ def test_grad_clip_covers_the_center_head(small_caches, tmp_path) -> None:
         small_caches, tmp_path, **{"ceco.variant": "learned", "ceco.dim": 199, "train.grad_clip": 1e-3,
                                    "train.eval_every": 0}))  # the learned head trains; the official one is frozen
     trainer = Trainer(cfg)
-    head = set(map(id, trainer.center_head.parameters()))
+    head = set(map(id, trainer.objective.terms["ceco"].parameters()))
     assert head and head <= set(map(id, trainer.params))
     logs = trainer.train_step(next(iter(trainer.train_loader)))
     assert logs["grad_norm"] > 1e-2  # the unclipped norm, far above the bound
     grads = [p.grad for p in trainer.params if p.grad is not None]
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.center_head.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.objective.terms["ceco"].parameters())
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     assert total <= 1e-3 * (1 + 1e-4)
 

@@ -132,3 +132,14 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """State dict without the DDP ``module.`` prefix, so checkpoints load in any launch mode."""
     inner = model.module if hasattr(model, "module") else model
     return inner.state_dict()
+
+
+def term_states(ckpt: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """The auxiliary training terms' states of a checkpoint, by term name. Checkpoints written
+    before the objective interface kept the CeCo head alone under ``center_head``: it is the
+    ``ceco`` term's head."""
+    if "terms" in ckpt:
+        return ckpt["terms"]
+    if "center_head" in ckpt:
+        return {"ceco": {f"head.{k}": v for k, v in ckpt["center_head"].items()}}
+    return {}

@@ -110,6 +110,10 @@ class SchedConfig:
 class LossConfig:
     class_weights: str = "none"  # none | inverse_sqrt | inverse_log (from the manifest histogram)
     lovasz_weight: float = 0.0
+    focal_gamma: float = 0.0  # > 0: focal loss (Lin et al. 2017), e.g. 2
+    # tau > 0: training logits + tau * log(point-level class prior, manifest histogram); inference
+    # unchanged (logit adjustment, Menon et al. 2021; tau 1 = balanced softmax, Ren et al. 2020)
+    logit_adjust: float = 0.0
 
 
 @dataclass
@@ -168,6 +172,23 @@ class CecoConfig:
 
 
 @dataclass
+class RrConfig:
+    """Region rebalance (Zhong et al. 2022; training only): the official CeCo branch's frozen
+    projection and prior with a frozen random linear classifier instead of the normalised ETF.
+    Defaults are the released ``UPerHead_cecol`` config's."""
+
+    enabled: bool = False
+    weight: float = 1.0  # total loss = point loss + weight * region loss
+    dim: int = 512  # width of the frozen gain before the classifier
+    reduce_dim: int = 128  # width of the frozen per-point reduction
+    scale: float = 1.0  # logit scale
+    smooth: float = 0.5  # target: smooth on the own class, (1 - smooth) / (K - 1) on each other
+    dropout: float = 0.1  # on the region features before the classifier
+    prior: str = "scene"  # log of the share of training scenes holding each class | none
+    global_centers: bool = False  # per process, as released
+
+
+@dataclass
 class Config:
     seed: int = 0
     out_dir: str = "runs/default"
@@ -180,6 +201,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ceco: CecoConfig = field(default_factory=CecoConfig)
+    rr: RrConfig = field(default_factory=RrConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
 
@@ -427,14 +449,16 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def resume_differences(stored: dict, cfg: DictConfig) -> list[str]:
     """``key: stored -> now`` for every setting that differs from a checkpoint's config,
-    except :data:`RESUME_FREE_KEYS` (and their sub-keys), and the ``ceco.*`` settings when the
-    branch is off in both."""
+    except :data:`RESUME_FREE_KEYS` (and their sub-keys), and the settings of an optional section
+    (``ceco``, ``rr``: one with an ``enabled`` key) that is off in both."""
     now = _flatten(OmegaConf.to_container(cfg, resolve=True))
     # the stored config goes through the schema too, so defaults added later compare equal
     then = _flatten(OmegaConf.to_container(load_config(stored), resolve=True))
     free = tuple(RESUME_FREE_KEYS)
-    if not now.get("ceco.enabled") and not then.get("ceco.enabled"):
-        free += ("ceco",)  # the branch is off in both: its settings change nothing
+    for key in set(now) | set(then):
+        section, _, leaf = key.rpartition(".")
+        if leaf == "enabled" and "." not in section and not now.get(key) and not then.get(key):
+            free += (section,)  # off in both runs: its settings change nothing
     diffs = []
     for key in sorted(set(now) | set(then)):
         if any(key == f or key.startswith(f + ".") for f in free):

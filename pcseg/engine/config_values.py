@@ -25,6 +25,7 @@ CHOICES = {
     "model.patch_rule": (None, "flash", "non_flash"),
     "ceco.variant": ("official", "learned"),
     "ceco.prior": ("scene", "none"),
+    "rr.prior": ("scene", "none"),
 }
 
 
@@ -152,6 +153,8 @@ CONSTRAINTS: dict[str, Num | Seq] = {
     "sched.warmup_epochs": NON_NEGATIVE,
     "sched.min_lr_ratio": Num(0, 1),
     "loss.lovasz_weight": NON_NEGATIVE,
+    "loss.focal_gamma": Num(0, 10, note="0 = plain cross-entropy; Lin et al. use 2"),
+    "loss.logit_adjust": Num(0, 10, note="tau of the logit adjustment; 0 = off, 1 = balanced softmax"),
     "train.epochs": Num(1, note="an epoch count of 0 trains nothing"),
     "train.max_steps": Num(1, note="null = no early stop"),
     "train.batch_size": Num(1, note="total over all processes"),
@@ -167,6 +170,12 @@ CONSTRAINTS: dict[str, Num | Seq] = {
     "ceco.hidden": Num(1, note="null = the backbone width"),
     "ceco.scale": Num(0, open_lo=True, note="null = the variant's (official 5, learned 10)"),
     "ceco.ema": Num(0, 1, open_hi=True, note="0 = no running centers"),
+    "rr.weight": NON_NEGATIVE,
+    "rr.dim": AT_LEAST_1,
+    "rr.reduce_dim": AT_LEAST_1,
+    "rr.dropout": FRACTION,
+    "rr.scale": POSITIVE,
+    "rr.smooth": Num(0, 1, open_lo=True, note="the own class's share of the center target (released 0.5)"),
 }
 
 # Numbers and lists of the schema that the table leaves to the code that uses them, and why.

@@ -18,14 +18,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from pcseg.data.cache_check import SceneDataError, load_array
+from pcseg.data.cache_check import SceneDataError
 from pcseg.data.classes import table as class_table
 from pcseg.data.dataset import SceneCacheDataset
 from pcseg.data.loader import build_loader
 from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
-from pcseg.engine.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from pcseg.engine.checkpoint import (load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state,
+                                     term_states)
 from pcseg.engine.config import resume_differences, save_config
 from pcseg.engine.logger import MetricsWriter, get_logger
 from pcseg.engine.optim import build_optimizer, build_scheduler
@@ -33,11 +34,11 @@ from pcseg.engine.sync_bn import convert_sync_bn
 from pcseg.engine.pipelines import train_transform_list, val_transform_list
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models.from_config import build_model_from_cfg
-from pcseg.models.losses import SegLoss, class_weights_from_histogram
+from pcseg.engine.objective import build_objective, scene_prior_source
+from pcseg.models.objective import TrainingModel
 from pcseg.models.spconv_compat import set_conv_algo
-from pcseg.nc.ceco import CenterHead, WithCenterHead
 from pcseg.nc.metrics import pairwise_cosines
-from pcseg.nc.prior import log_scene_prior, scene_counts
+from pcseg.nc.terms import TermContext
 
 
 def _upper(cos: np.ndarray) -> np.ndarray:
@@ -93,9 +94,27 @@ def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDatase
 class Trainer:
     """Builds everything a run needs, then :meth:`fit` trains it.
 
-    Everything that can be refused (config values, data, checkpoints to resume or start from)
-    is checked while building, before the out_dir, ``train.log`` or ``config.yaml`` is created:
-    a refused run leaves no trace.
+    Set-up is a list of build steps (:meth:`build_loaders`, :meth:`build_model`,
+    :meth:`build_objective`, :meth:`build_optimizer`, :meth:`restore`, :meth:`open_run`), each
+    overridable. Everything that can be refused (config values, data, checkpoints to resume or
+    start from) is checked while building, before the out_dir, ``train.log`` or
+    ``config.yaml`` is created: a refused run leaves no trace.
+
+    The loop itself is small (:meth:`_fit`): a step, then the duties after a step, then at an
+    epoch's end the duties of the epoch. Their order, and why:
+
+    * after a step (:meth:`after_step`): log the step, then honour a stop request (it saves
+      ``last.pth``; the epoch's duties, if this step ended one, are left to the resumed run so
+      a stop stays prompt);
+    * after an epoch (:meth:`after_epoch`): validate (when due), write ``best.pth`` if it
+      improved, write ``last.pth``, then honour a stop request. ``last.pth`` comes after the
+      validation so that it records the epoch as done, and a resumed run neither repeats nor
+      skips it; best.pth and last.pth are the same state, so a crash between the two writes
+      loses nothing; the stop comes last so it never cuts a save short.
+
+    Whatever step a run stops at, stop + resume gives the validation records and best.pth of
+    the uninterrupted run. The trainer names no training method: the point loss and any
+    auxiliary terms come from :func:`pcseg.engine.objective.build_objective`.
     """
 
     def __init__(self, cfg: DictConfig, dist: D.DistInfo | None = None) -> None:
@@ -105,18 +124,29 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.log = get_logger(None, self.dist.is_main)  # console only until the run is accepted
         self._notes: list[str] = []  # set-up messages for train.log, written once it exists
+        self._stop_signal: int | None = None
         # An out_dir with a last.pth is continued automatically, but only by the same experiment:
         # checked before anything in the folder is touched.
         self._resume_state = self._previous_run(self.out_dir / "last.pth")
         torch.manual_seed(cfg.seed + self.dist.rank)
         np.random.seed((cfg.seed + self.dist.rank) % 2**32)
+        self.table = class_table(cfg.data.label_set)
+        self.manifest = read_manifest(Path(cfg.data.root))
+        self.build_loaders()
+        self.build_model()
+        self.build_objective()
+        self.build_optimizer()
+        self.restore()
+        self.open_run()
 
-        t = cfg.train
+    # ------------------------------------------------------------------ build steps
+    def build_loaders(self) -> None:
+        """Datasets, the resumable sampler and the loaders; the batch split over processes."""
+        cfg, t = self.cfg, self.cfg.train
         if t.batch_size % self.dist.world_size:
             raise ValueError(f"train.batch_size={t.batch_size} must be divisible by the number of processes "
                              f"({self.dist.world_size})")
         self.batch_per_rank = t.batch_size // self.dist.world_size
-        self.table = class_table(cfg.data.label_set)
         self.train_set, self.val_set = build_datasets(cfg)
         self.sampler = ResumableSampler(len(self.train_set), shuffle=True, seed=cfg.seed, rank=self.dist.rank,
                                         world_size=self.dist.world_size)
@@ -134,36 +164,45 @@ class Trainer:
             self.val_loader = build_loader(self.val_set, t.val_batch_size, shuffle=False, num_workers=nw,
                                            seed=cfg.seed, pin_memory=pin, sampler=shard)
 
-        self.model = build_model_from_cfg(cfg)
+    def build_model(self) -> None:
+        """The segmentor (SyncBN under DDP if asked, ``train.init_from`` weights for a new run)."""
+        t = self.cfg.train
+        self.model = build_model_from_cfg(self.cfg)
         if t.sync_bn and self.dist.enabled:
             self.model = convert_sync_bn(self.model, self.device)
         if t.init_from and self._resume_state is None:  # a resumed fine-tune continues from its own last.pth
             self._init_from(Path(t.init_from))
         self.model = set_conv_algo(self.model.to(self.device), self.device)
-        self.center_head: CenterHead | None = None
-        core: torch.nn.Module = self.model
-        self.manifest = read_manifest(Path(cfg.data.root))
-        if cfg.ceco.enabled:
-            c = cfg.ceco
-            self.center_head = CenterHead(self.model.feat_dim, self.table.num_classes, variant=c.variant, dim=c.dim,
-                                          scale=c.scale, global_centers=c.global_centers, ema=c.ema, seed=cfg.seed,
-                                          hidden=c.hidden, log_prior=self._ceco_prior(), dropout=c.dropout,
-                                          reduce_dim=c.reduce_dim, trainable=c.trainable_projection).to(self.device)
-            core = WithCenterHead(self.model, self.center_head)
-        self.train_model: torch.nn.Module = core
+
+    def build_objective(self) -> None:
+        """The point loss and the auxiliary terms (:func:`build_objective`), and the module that
+        trains them together: the segmentor plus the terms, wrapped by DDP under torch.distributed."""
+        cfg = self.cfg
+        prior = scene_prior_source(cfg, self.manifest, self.train_set.scene_dirs, self.table.num_classes,
+                                   self._notes.append)
+        ctx = TermContext(self.model.feat_dim, self.table.num_classes, cfg.seed, prior)
+        self.objective = build_objective(cfg, ctx, self.manifest, self._global_normalizer).to(self.device)
+        self.core = TrainingModel(self.model, self.objective.terms).to(self.device)
+        self.train_model: torch.nn.Module = self.core
         if self.dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
-                core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False)
-        self.optimizer = build_optimizer(cfg, core.named_parameters())
-        # Everything the optimizer updates (segmentor and center head): clipped and checked together.
+
+    def build_optimizer(self) -> None:
+        """Optimizer, schedule and AMP over everything that trains (segmentor and terms)."""
+        cfg, t = self.cfg, self.cfg.train
+        self.optimizer = build_optimizer(cfg, self.core.named_parameters())
+        # Everything the optimizer updates (segmentor and terms): clipped and checked together.
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp]
         if self.device.type != "cuda":
             self.amp_dtype = None  # AMP is a CUDA feature here; CPU runs in fp32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
-        self.criterion = SegLoss(self._class_weights(), cfg.loss.lovasz_weight).to(self.device)
+
+    def restore(self) -> None:
+        """The run's counters, and the state of the run this out_dir holds (if any)."""
         self.step = 0
         # Epochs whose end-of-epoch duties (validation, best.pth) are done. A stop on an epoch's
         # last step saves before them; the resumed run does them first (see _end_of_epoch_pending).
@@ -172,48 +211,31 @@ class Trainer:
         if self._resume_state is not None:
             self._resume(self._resume_state)
             self._resume_state = None  # no second copy of the weights in memory
-        elif cfg.resume:
+        elif self.cfg.resume:
             self._notes.append(f"resume requested but {self.out_dir / 'last.pth'} does not exist: starting from "
                                "scratch")
-        self._stop_signal: int | None = None
 
-        # ---- the run is accepted: only now does anything appear on disk
+    def open_run(self) -> None:
+        """The run is accepted: only now does anything appear on disk (train.log, config.yaml,
+        metrics.jsonl trimmed to the resumed step)."""
         self.log = get_logger(self.out_dir, self.dist.is_main)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out_dir / "config.yaml")
-        self.metrics = MetricsWriter(self.out_dir, cfg, enabled=self.dist.is_main)
+            save_config(self.cfg, self.out_dir / "config.yaml")
+        self.metrics = MetricsWriter(self.out_dir, self.cfg, enabled=self.dist.is_main)
         if self.step > 0:  # records a crashed run wrote after its last checkpoint would appear twice
             self.metrics.keep_until(self.step, keep_val=not self._end_of_epoch_pending())
         for note in self._notes:
             self.log.info("%s", note)
 
     # ------------------------------------------------------------------ set-up helpers
-    def _class_weights(self) -> torch.Tensor | None:
-        kind = self.cfg.loss.class_weights
-        if kind == "none":
-            return None
-        if self.manifest is None:
-            raise FileNotFoundError(
-                f"loss.class_weights={kind} needs the class histogram in {Path(self.cfg.data.root) / 'manifest.json'}; "
-                "it is written by python data_prep/scannet200.py")
-        counts = self.manifest["class_histogram"][self.cfg.data.label_set]["counts"]
-        return class_weights_from_histogram(counts, kind)
-
-    def _ceco_prior(self) -> torch.Tensor | None:
-        """The official CeCo branch's log class prior (``ceco.prior=scene``): the share of training
-        scenes holding each class, from the manifest, or from the caches for a manifest without it."""
-        c = self.cfg.ceco
-        if c.variant != "official" or c.prior == "none":
-            return None
-        label_set = self.cfg.data.label_set
-        counts = ((self.manifest or {}).get("class_histogram", {}).get(label_set, {}).get("scenes"))
-        if counts is None:
-            counts = scene_counts((load_array(scene, label_set, None) for scene in self.train_set.scene_dirs),
-                                  self.table.num_classes)
-            self._notes.append(f"ceco.prior=scene: the manifest has no per-class scene counts, so they were read "
-                               f"from the {len(self.train_set.scene_dirs)} training caches")
-        return log_scene_prior(counts)
+    def _global_normalizer(self, denom: torch.Tensor) -> torch.Tensor:
+        """The point loss's denominator over the global batch (all ranks), per process, so the
+        DDP gradient is that of the whole batch, not a mean of per-rank means."""
+        if self.dist.enabled:
+            torch.distributed.all_reduce(denom)
+            denom = denom / self.dist.world_size
+        return denom
 
     def _init_from(self, path: Path) -> None:
         """Start from another run's (or a converted) model weights; optimizer and schedule start fresh.
@@ -268,8 +290,8 @@ class Trainer:
                              f"(now {self.dist.world_size})")
         try:
             self.model.load_state_dict(ckpt["model"])
-            if self.center_head is not None:
-                self.center_head.load_state_dict(ckpt["center_head"])
+            if self.objective.terms:
+                self.objective.load_state_dict(term_states(ckpt))
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{path} does not fit this config ({str(exc).splitlines()[0]}); resume with the "
@@ -309,8 +331,8 @@ class Trainer:
             "num_classes": self.table.num_classes,
             "label_set": self.cfg.data.label_set,
         }
-        if self.center_head is not None:  # kept apart: inference never needs it
-            state["center_head"] = self.center_head.state_dict()
+        if self.objective.terms:  # kept apart from the segmentor: inference never needs them
+            state["terms"] = self.objective.state_dict()
         return state
 
     def save(self, name: str = "last.pth", state: dict[str, Any] | None = None) -> None:
@@ -324,24 +346,9 @@ class Trainer:
         return {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ training
-    def compute_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and the scalars to log. Subclasses add regularizers here.
-
-        The point loss is normalised by the labelled points of the global batch (all ranks),
-        so the DDP gradient is that of the whole batch, not a mean of per-rank means.
-        """
-        target = batch["segment"]
-        denom = self.criterion.normalizer(target)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(denom)
-            denom = denom / self.dist.world_size
-        seg = self.criterion(out["logits"], target, denom)
-        logs = {"loss_seg": float(seg.detach())}
-        if "ceco_loss" not in out:
-            return seg, logs
-        logs.update(loss_center=float(out["ceco_loss"].detach()), num_present=float(out["ceco_num_present"]),
-                    center_cos_std=out["ceco_center_cos_std"])
-        return seg + self.cfg.ceco.weight * out["ceco_loss"], logs
+    def compute_loss(self, out: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and the scalars to log, from the objective (point loss + terms)."""
+        return self.objective.total(out, batch["segment"])
 
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(
@@ -353,7 +360,7 @@ class Trainer:
         self.train_model.train()
         batch = self._to_device(batch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            extra = {"segment": batch["segment"]} if self.center_head is not None else {}
+            extra = {"segment": batch["segment"]} if self.objective.terms else {}
             out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], **extra)
             loss, logs = self.compute_loss(out, batch)
         if not D.all_ranks(bool(torch.isfinite(loss.detach())), self.device):
@@ -466,41 +473,46 @@ class Trainer:
         rec.update({k: D.all_reduce_mean(v, self.device) for k, v in logs.items()})
         self.metrics.log(rec)
 
-    def _end_of_epoch(self) -> dict[str, Any] | None:
-        """The duties of an epoch boundary, in this order: validation (when due), ``best.pth`` if it
-        improved, ``last.pth``. last.pth comes after the validation so that it records the epoch as
-        done, and a resumed run neither repeats nor skips it; best.pth and last.pth are the same
-        state, so a crash between the two writes loses nothing. Returns the validation metrics."""
-        t = self.cfg.train
-        ep = self.step // self.steps_per_epoch
-        val, improved = None, False
-        if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
-            val = self.validate(epoch=ep)
-            improved = val["miou"] is not None and val["miou"] > self.best_miou
-            if improved:
-                self.best_miou = val["miou"]
-        self.epochs_done = ep
+    # ------------------------------------------------------------------ the loop and its duties
+    def after_step(self, logs: dict[str, float], epoch: int, max_steps: int) -> None:
+        """The duties after every step, in the order the class docstring explains: log, stop."""
+        self._log_train(logs, epoch, max_steps)
+        self._stop_if_requested()
+
+    def after_epoch(self) -> dict[str, Any] | None:
+        """The duties of an epoch boundary, in the order the class docstring explains: validation
+        (when due), ``best.pth`` if it improved, ``last.pth``, then a stop request that arrived
+        meanwhile. Returns the validation metrics (None when none was due)."""
+        val = self._validate_if_due()
+        improved = val is not None and val["miou"] is not None and val["miou"] > self.best_miou
+        if improved:
+            self.best_miou = val["miou"]
+        self.epochs_done = self.step // self.steps_per_epoch
         state = self._checkpoint_state()
         if improved:
             self.save("best.pth", state)
         self.save("last.pth", state)
+        self._stop_if_requested(saved=True)
         return val
 
+    def _validate_if_due(self) -> dict[str, Any] | None:
+        t = self.cfg.train
+        ep = self.step // self.steps_per_epoch
+        if self.val_set is not None and (ep % t.eval_every == 0 or ep == t.epochs):
+            return self.validate(epoch=ep)
+        return None
+
     def _fit(self, max_steps: int) -> dict[str, Any]:
-        """The loop. After each step: log, then honour a stop request (save and leave; the epoch's
-        duties, if this step ended one, are left to the resumed run so the stop stays prompt), then
-        stop at ``max_steps``. After an epoch's last step: :meth:`_end_of_epoch`, then a stop
-        request that arrived meanwhile. Whatever step a run stops at, stop + resume gives the
-        validation records and best.pth of the uninterrupted run."""
+        """The loop: steps, :meth:`after_step` after each, :meth:`after_epoch` after an epoch's
+        last one; a ``train.max_steps`` stop within an epoch saves ``last.pth``."""
         t = self.cfg.train
         self.log.info("training %s: %d scenes, %d steps/epoch x %d epochs, batch %d (x%d processes), device %s",
                       f"{self.cfg.model.name}/{self.cfg.model.preset or 'default'}", len(self.train_set), self.steps_per_epoch, t.epochs,
                       self.batch_per_rank, self.dist.world_size, self.device)
         last_val: dict[str, Any] = {}
         self._stop_if_requested()  # a stop that came during set-up: leave before any work
-        if self._end_of_epoch_pending():
-            last_val = self._end_of_epoch() or last_val
-            self._stop_if_requested(saved=True)
+        if self._end_of_epoch_pending():  # the stopped run's last step ended an epoch
+            last_val = self.after_epoch() or last_val
         while self.step < max_steps:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch)
@@ -512,14 +524,12 @@ class Trainer:
                 logs = self.train_step(batch)
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
-                self._log_train(logs, epoch, max_steps)
-                self._stop_if_requested()
+                self.after_step(logs, epoch, max_steps)
                 if self.step >= max_steps:
                     break
             bar.close()
             if self.step % self.steps_per_epoch == 0:
-                last_val = self._end_of_epoch() or last_val
-                self._stop_if_requested(saved=True)
+                last_val = self.after_epoch() or last_val
             else:  # train.max_steps within an epoch
                 self.save("last.pth")
         return last_val

@@ -1,4 +1,5 @@
-"""Point-wise segmentation losses: cross-entropy (optionally class-weighted) and Lovasz-softmax."""
+"""Point-wise segmentation losses: cross-entropy, optionally class-weighted, focal (Lin et al. 2017)
+and logit-adjusted (Menon et al. 2021; Ren et al. 2020's balanced softmax), plus Lovasz-softmax."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,11 +59,38 @@ def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
     return torch.stack(losses).mean()
 
 
-class SegLoss(torch.nn.Module):
-    """Cross-entropy over the labelled points (label -1 = unlabelled), optionally class-weighted,
-    plus an optional Lovasz term.
+def log_point_prior(counts: np.ndarray | list[int]) -> torch.Tensor:
+    """``log(pi + 1e-12)`` with pi the point-level class frequency (the manifest histogram).
 
-    The cross-entropy is a sum divided by ``normalizer``: by default the (weighted) number of
+    The 1e-12 keeps classes without training points finite (they are never targets)."""
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 1 or not np.isfinite(c).all() or (c < 0).any() or c.sum() <= 0:
+        raise ValueError("class histogram must be non-negative counts with a positive sum")
+    return torch.from_numpy(np.log(c / c.sum() + 1e-12)).float()
+
+
+def focal_terms(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-point focal loss ``-(1 - p_t)^gamma log p_t`` (Lin et al. 2017) for labelled targets;
+    ``gamma = 0`` is the cross-entropy. Computed from log-probabilities, so it stays finite
+    where p_t underflows."""
+    logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+    if gamma == 0:
+        return -logp
+    return -((1.0 - logp.exp()).clamp_min(0.0) ** gamma) * logp
+
+
+class SegLoss(torch.nn.Module):
+    """The point loss: cross-entropy over the labelled points (label -1 = unlabelled), with the
+    optional class weights, focal modulation, logit adjustment and Lovasz term.
+
+    * ``weight`` (K,): per-class weights (``loss.class_weights``), also the focal loss's alpha.
+    * ``focal_gamma``: > 0 turns the cross-entropy into the focal loss (``loss.focal_gamma``).
+    * ``log_prior`` (K,) and ``logit_adjust`` tau: the loss sees ``logits + tau * log_prior``
+      (logit adjustment; tau = 1 is the balanced softmax). Only the loss sees it: the model's
+      logits, and so inference, are unchanged, which is what makes the rare classes win more
+      often at test time.
+
+    The point term is a sum divided by ``normalizer``: by default the (weighted) number of
     labelled points of this batch, i.e. the usual mean. Under DDP the trainer passes the
     labelled count of the whole global batch divided by the number of processes, so after
     DDP's gradient averaging every labelled point of the global batch weighs the same,
@@ -70,11 +98,17 @@ class SegLoss(torch.nn.Module):
     (it is not a sum over points).
     """
 
-    def __init__(self, weight: torch.Tensor | None = None, lovasz_weight: float = 0.0) -> None:
+    def __init__(self, weight: torch.Tensor | None = None, lovasz_weight: float = 0.0, focal_gamma: float = 0.0,
+                 log_prior: torch.Tensor | None = None, logit_adjust: float = 0.0) -> None:
         super().__init__()
+        if logit_adjust and log_prior is None:
+            raise ValueError("logit_adjust needs the log class prior (log_prior)")
         self.ignore_index = IGNORE_INDEX
         self.lovasz_weight = lovasz_weight
+        self.focal_gamma = float(focal_gamma)
+        self.logit_adjust = float(logit_adjust)
         self.register_buffer("weight", weight if weight is not None else None, persistent=False)
+        self.register_buffer("log_prior", log_prior if logit_adjust else None, persistent=False)
 
     def normalizer(self, target: torch.Tensor) -> torch.Tensor:
         """The (class-weighted) number of labelled points in ``target``, as a float64 scalar."""
@@ -88,8 +122,17 @@ class SegLoss(torch.nn.Module):
         if not (target != self.ignore_index).any():
             return logits.sum() * 0.0  # a batch without labelled points contributes no gradient
         denom = self.normalizer(target) if normalizer is None else torch.as_tensor(normalizer, dtype=torch.float64)
-        total = F.cross_entropy(logits.float(), target, weight=self.weight, ignore_index=self.ignore_index,
-                                reduction="sum")
+        if self.log_prior is not None:
+            logits = logits.float() + self.logit_adjust * self.log_prior
+        if self.focal_gamma > 0:
+            valid = target != self.ignore_index
+            per_point = focal_terms(logits[valid], target[valid], self.focal_gamma)
+            if self.weight is not None:
+                per_point = per_point * self.weight[target[valid]]
+            total = per_point.sum()
+        else:
+            total = F.cross_entropy(logits.float(), target, weight=self.weight, ignore_index=self.ignore_index,
+                                    reduction="sum")
         loss = total / denom.clamp_min(1e-12).to(total)
         if self.lovasz_weight > 0:
             loss = loss + self.lovasz_weight * lovasz_softmax(logits, target, self.ignore_index)

@@ -2,7 +2,7 @@
 center loss and collapse metrics. Plotting imports matplotlib only when called."""
 from __future__ import annotations
 
-from .ceco import DEFAULT_SCALE, CenterHead, WithCenterHead, ceco_loss
+from .ceco import DEFAULT_SCALE, CenterHead, ceco_loss
 from .centers import all_reduce_sum, class_centers
 from .etf import simplex_etf
 from .metrics import (
@@ -18,7 +18,6 @@ from .metrics import (
 __all__ = [
     "DEFAULT_SCALE",
     "CenterHead",
-    "WithCenterHead",
     "FeatureStats",
     "all_reduce_sum",
     "ceco_loss",

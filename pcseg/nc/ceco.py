@@ -17,6 +17,10 @@ Two variants (``variant=``):
   learns: the loss can only move the backbone's features.
 * ``learned``: pcseg's earlier head (a trainable Linear-LayerNorm-ReLU-Linear projection,
   no prior), kept for comparison and for its checkpoints.
+* ``rr``: region rebalance (Zhong et al. 2022), the same authors' earlier method, released in
+  the same file as ``UPerHead_cecol``: the official branch's frozen projection and prior, but
+  no normalisation and no ETF: a frozen random linear classifier (with bias) at scale 1, and
+  smoothed targets (``smooth`` on the own class, the rest spread over the other K-1).
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ from torch import nn
 from .centers import class_centers
 from .etf import simplex_etf
 
-__all__ = ["CenterHead", "ceco_loss", "DEFAULT_SCALE", "VARIANTS"]
+__all__ = ["CenterHead", "ceco_loss", "smoothed_cross_entropy", "DEFAULT_SCALE", "VARIANTS"]
 
-VARIANTS = ("official", "learned")
+VARIANTS = ("official", "learned", "rr")
+# the released defaults of the frozen-projection variants: (logit scale, target smoothing)
+RELEASED = {"official": (5.0, 1.0), "rr": (1.0, 0.5)}
 
 # ETF logits are cosines in [-1, 1]. Unscaled, even a center sitting on its vertex keeps
 # a cross-entropy of log(1 + (K-1) e^{-K/(K-1)}) ~ 4.3 for K = 200: the softmax stays
@@ -63,6 +69,17 @@ def ceco_loss(
     return F.cross_entropy(logits, idx)
 
 
+def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """Mean cross-entropy against targets with ``smooth`` on the own class and ``(1 - smooth) /
+    (K - 1)`` on each other class, as the released center losses smooth (``smooth = 1``: plain CE)."""
+    if smooth == 1.0:
+        return F.cross_entropy(logits, target)
+    k = logits.shape[1]
+    soft = torch.full_like(logits, (1.0 - smooth) / (k - 1))
+    soft.scatter_(1, target[:, None], smooth)
+    return -(soft * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
 def _cos_stats(unit: torch.Tensor) -> tuple[float, float]:
     """Mean and population std of the pairwise cosines of unit rows (NaN below 2 rows).
 
@@ -79,7 +96,8 @@ def _cos_stats(unit: torch.Tensor) -> tuple[float, float]:
 
 
 class CenterHead(nn.Module):
-    """Fixed simplex-ETF classifier of the batch's class centers, in one of two variants.
+    """A fixed classifier of the batch's class centers: a simplex ETF (``official``, ``learned``) or
+    a frozen random linear layer (``rr``).
 
     ``official`` (the released head, see the module docstring) uses BatchNorm in training
     mode over the whole per-process batch, as released: its statistics are set mostly by
@@ -109,9 +127,11 @@ class CenterHead(nn.Module):
         dropout: float = 0.1,
         reduce_dim: int = 128,
         trainable: bool = False,
+        smooth: float | None = None,
     ) -> None:
         """Defaults follow the variant: ``official`` as released (dim 512, scale 5, centers per
-        process, dropout 0.1, a 128-wide frozen reduction); ``learned`` as pcseg had it (dim
+        process, dropout 0.1, a 128-wide frozen reduction, no smoothing); ``rr`` as released in
+        ``UPerHead_cecol`` (the same, scale 1, smooth 0.5); ``learned`` as pcseg had it (dim
         256, scale 10, centers all-reduced over ranks)."""
         super().__init__()
         if variant not in VARIANTS:
@@ -119,13 +139,18 @@ class CenterHead(nn.Module):
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         if variant == "official" and ema > 0.0:
-            raise ValueError("ema (running centers) belongs to the learned variant; the released head has none")
-        official = variant == "official"
+            raise ValueError("ema (running centers) belongs to the learned variant; the released heads have none")
+        official = variant in RELEASED  # the frozen-projection variants (official, rr)
         self.variant = variant
         self.in_dim = int(in_dim)
         self.num_classes = int(num_classes)
         self.dim = int(dim if dim is not None else (512 if official else 256))
-        self.scale = float(scale if scale is not None else (5.0 if official else DEFAULT_SCALE))
+        self.scale = float(scale if scale is not None else (RELEASED[variant][0] if official else DEFAULT_SCALE))
+        self.smooth = float(smooth if smooth is not None else (RELEASED[variant][1] if official else 1.0))
+        if not 1.0 / self.num_classes <= self.smooth <= 1.0:
+            raise ValueError(f"smooth must be in [1/K, 1] (the own class's target share), got {self.smooth}")
+        if variant == "learned" and self.smooth != 1.0:
+            raise ValueError("smooth (smoothed center targets) belongs to the released variants")
         self.ignore_index = int(ignore_index)
         self.global_centers = bool(global_centers if global_centers is not None else not official)
         self.ema = float(ema)
@@ -133,7 +158,8 @@ class CenterHead(nn.Module):
             self._build_official(int(reduce_dim), float(dropout), int(seed), log_prior, bool(trainable))
         else:
             self._build_learned(hidden)
-        self.register_buffer("etf", simplex_etf(num_classes, self.dim, seed))
+        if variant != "rr":
+            self.register_buffer("etf", simplex_etf(num_classes, self.dim, seed))
         if not official:
             # Registered even with ema == 0 so checkpoints load whatever the setting.
             self.register_buffer("running_centers", torch.zeros(num_classes, self.dim))
@@ -159,6 +185,8 @@ class CenterHead(nn.Module):
             torch.manual_seed(seed)
             self.reduce = nn.Sequential(nn.Linear(self.in_dim, reduce_dim, bias=False), nn.BatchNorm1d(reduce_dim))
             self.gain = nn.Sequential(nn.Linear(reduce_dim, self.dim), nn.ReLU(inplace=True))
+            if self.variant == "rr":  # the released RR classifier: random, frozen, with its bias
+                self.cls = nn.Linear(self.dim, self.num_classes)
         for p in self.parameters():
             # frozen, as released: the loss cannot be absorbed by the branch (``trainable`` is the
             # ablation that lets the projection learn, as the learned head's does)
@@ -170,7 +198,7 @@ class CenterHead(nn.Module):
         self.register_buffer("log_prior", prior.clone())
 
     def extra_repr(self) -> str:
-        width = f"hidden={self.hidden}" if self.variant == "learned" else "frozen"
+        width = f"hidden={self.hidden}" if self.variant == "learned" else f"frozen, smooth={self.smooth}"
         return (f"variant={self.variant}, num_classes={self.num_classes}, {width}, dim={self.dim}, scale={self.scale}, "
                 f"global_centers={self.global_centers}, ema={self.ema}")
 
@@ -191,7 +219,7 @@ class CenterHead(nn.Module):
         With ``global_centers`` under torch.distributed every rank must call this each
         step, since the centers are all-reduced.
         """
-        if self.variant == "official":
+        if self.variant != "learned":
             return self._forward_official(feats, labels)
         # The last Linear commutes with the per-class mean, so it is applied to the K
         # centers instead of the N points: the same result (bias included) at a fraction
@@ -227,9 +255,10 @@ class CenterHead(nn.Module):
         }
 
     def _forward_official(self, feats: torch.Tensor, labels: torch.Tensor) -> dict:
-        """The released branch on points: BatchNorm statistics over every point of the batch,
-        means over the labelled ones, then the frozen gain on the K means (not the N points),
-        normalisation, dropout, ETF x scale + log prior, and the mean cross-entropy over the
+        """The released branches on points: BatchNorm statistics over every point of the batch,
+        means over the labelled ones, then the frozen gain on the K means (not the N points);
+        ``official``: normalisation, dropout, ETF x scale; ``rr``: dropout, the frozen linear
+        classifier x scale; then + log prior and the mean (smoothed) cross-entropy over the
         classes present (the released sum over them divided by their number)."""
         z = self.reduce(feats.float() if feats.dtype in (torch.float16, torch.bfloat16) else feats)
         centers, present = class_centers(
@@ -237,12 +266,16 @@ class CenterHead(nn.Module):
         )
         idx = present.nonzero(as_tuple=False).squeeze(1)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            unit = F.normalize(self.gain(centers[idx].float()), dim=1)
+            g = self.gain(centers[idx].float())
+            unit = F.normalize(g, dim=1)
             if idx.numel() == 0:
                 loss = z.sum() * 0.0  # keeps the features in the graph (DDP) while contributing nothing
             else:
-                logits = self.scale * (self.dropout(unit) @ self.etf.float()) + self.log_prior
-                loss = F.cross_entropy(logits, idx)
+                if self.variant == "rr":
+                    logits = self.scale * self.cls(self.dropout(g))
+                else:
+                    logits = self.scale * (self.dropout(unit) @ self.etf.float())
+                loss = smoothed_cross_entropy(logits + self.log_prior, idx, self.smooth)
             with torch.no_grad():
                 cos_mean, cos_std = _cos_stats(unit)
         return {
@@ -252,25 +285,3 @@ class CenterHead(nn.Module):
             "center_cos_std": cos_std,
             "center_cos_mean": cos_mean,
         }
-
-
-class WithCenterHead(nn.Module):
-    """A segmentor plus the training-only CeCo branch, as one module for DDP.
-
-    The segmentor is untouched: its ``forward`` never calls the center head, so inference
-    (and a checkpoint's ``model`` entry, which holds the segmentor alone) has zero
-    CeCo cost. The branch runs only in training mode and only when labels are passed.
-    """
-
-    def __init__(self, segmentor: nn.Module, center_head: CenterHead) -> None:
-        super().__init__()
-        self.segmentor = segmentor
-        self.center_head = center_head
-
-    def forward(self, grid_coord: torch.Tensor, batch: torch.Tensor, feat: torch.Tensor,
-                segment: torch.Tensor | None = None) -> dict:
-        out = self.segmentor(grid_coord, batch, feat)
-        if self.training and segment is not None:
-            for k, v in self.center_head(out["feat"], segment).items():
-                out[f"ceco_{k}"] = v
-        return out
