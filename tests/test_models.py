@@ -177,3 +177,14 @@ def test_build_model_overrides_win_over_preset() -> None:
     assert model.backbone.layers[-1] == 2
     assert model.head.fc.out_features == NUM_CLASSES
     assert model.feat_dim == model.backbone.out_channels == 16
+
+
+def test_every_backbone_key_is_a_config_field() -> None:
+    """PTV3_KEYS / SPUNET_KEYS are the source of truth; the config schema must offer each key."""
+    from dataclasses import fields
+
+    from pcseg.engine.config import ModelConfig
+    from pcseg.models.from_config import BACKBONE_KEYS
+
+    names = {f.name for f in fields(ModelConfig)}
+    assert not {k for keys in BACKBONE_KEYS.values() for k in keys} - names

@@ -12,15 +12,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .ptv3 import PTV3_KEYS
 from .segmentor import Segmentor
+from .spunet import SPUNET_KEYS
 
 # Config keys (``model.<key>``) each backbone family takes besides name/preset/in_channels.
-BACKBONE_KEYS: dict[str, tuple[str, ...]] = {
-    "spunet": ("channels", "layers"),
-    "ptv3": ("order", "stride", "enc_depths", "enc_channels", "enc_num_head", "enc_patch_size", "dec_depths",
-             "dec_channels", "dec_num_head", "dec_patch_size", "mlp_ratio", "qkv_bias", "qk_scale", "attn_drop",
-             "proj_drop", "drop_path", "pre_norm", "shuffle_orders", "compat", "patch_rule"),
-}
+BACKBONE_KEYS: dict[str, tuple[str, ...]] = {"spunet": SPUNET_KEYS, "ptv3": PTV3_KEYS}
 BACKBONE_KEYS["minkunet"] = BACKBONE_KEYS["spunet"]
 
 

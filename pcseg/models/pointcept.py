@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .ptv3 import PTV3_KEYS
+
 __all__ = [
     "PointceptSpec",
     "convert_state_dict",
@@ -31,11 +33,8 @@ __all__ = [
 ]
 
 # PT-v3m1 arguments that PTv3 takes under the same name and meaning.
-_SAME_KWARGS = (
-    "order", "stride", "enc_depths", "enc_channels", "enc_num_head", "enc_patch_size",
-    "dec_depths", "dec_channels", "dec_num_head", "dec_patch_size", "mlp_ratio", "qkv_bias",
-    "qk_scale", "attn_drop", "proj_drop", "drop_path", "pre_norm", "shuffle_orders",
-)
+# (compat and patch_rule are pcseg's: set from the release and from enable_flash).
+_SAME_KWARGS = tuple(k for k in PTV3_KEYS if k not in ("compat", "patch_rule"))
 # Arguments that must keep these values (features pcseg does not implement).
 _REQUIRED = {
     "enable_rpe": False, "enc_mode": False, "cls_mode": False,

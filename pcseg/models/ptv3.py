@@ -48,6 +48,7 @@ with them:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, Sequence
 
 import torch
@@ -56,12 +57,13 @@ from torch import nn
 import spconv.pytorch as spconv
 from spconv.core import ConvAlgo
 
+from .common import bn1d, check_voxel_inputs
 from .ptv3_attention import PATCH_RULES, SerializedAttention
 from .ptv3_level import Level, OrderPerm, permuted, pool_level
 from .serialization import ORDERS, serialize
 from .spconv_compat import conv_algo
 
-__all__ = ["PTV3_PRESETS", "PTv3", "Block"]
+__all__ = ["PTV3_KEYS", "PTV3_PRESETS", "PTv3", "Block"]
 
 Compat = Literal["main", "v1.5.2", "v1.5.1"]
 COMPAT = ("main", "v1.5.2", "v1.5.1")
@@ -105,14 +107,6 @@ PTV3_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.01
-
-
-def _bn(channels: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth per point row (each row is a "sample"), rescaled to keep the mean."""
     if p <= 0.0 or not training:
@@ -132,7 +126,7 @@ class Stem(nn.Module):
         self.conv = spconv.SubMConv3d(
             in_channels, channels, 5, padding=2, bias=False, indice_key="stem", algo=algo
         )
-        self.norm = _bn(channels)
+        self.norm = bn1d(channels)
         self.act = nn.GELU()
 
     def forward(self, level: Level, feat: torch.Tensor) -> torch.Tensor:
@@ -148,7 +142,7 @@ class SerializedPooling(nn.Module):
             raise ValueError(f"pooling stride must be a power of two >= 2, got {stride}")
         self.shift = (stride - 1).bit_length()  # bits per axis dropped
         self.proj = nn.Linear(in_channels, out_channels)
-        self.norm = _bn(out_channels)
+        self.norm = bn1d(out_channels)
         self.act = nn.GELU()
 
     def forward(
@@ -171,9 +165,9 @@ class SerializedUnpooling(nn.Module):
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
         self.proj = nn.Linear(in_channels, out_channels)
-        self.proj_norm = _bn(out_channels)
+        self.proj_norm = bn1d(out_channels)
         self.skip = nn.Linear(skip_channels, out_channels)
-        self.skip_norm = _bn(out_channels)
+        self.skip_norm = bn1d(out_channels)
         self.act = nn.GELU()
 
     def forward(
@@ -418,14 +412,7 @@ class PTv3(nn.Module):
         (one per pooling layer) does the same for the pooled levels through
         ``Segmentor.forward``, e.g. to replay Pointcept's eval-mode draws.
         """
-        if grid_coord.ndim != 2 or grid_coord.shape[1] != 3:
-            raise ValueError(f"grid_coord must be (N, 3), got {tuple(grid_coord.shape)}")
-        if feat.shape[0] != grid_coord.shape[0] or batch.shape[0] != grid_coord.shape[0]:
-            raise ValueError("grid_coord, batch and feat must have the same number of rows")
-        if grid_coord.shape[0] == 0:
-            raise ValueError("empty point cloud")
-        if int(grid_coord.min()) < 0:
-            raise ValueError("grid_coord must be non-negative; shift each scene by its minimum")
+        check_voxel_inputs(grid_coord, batch, feat)
         grid_coord = grid_coord.long()
         batch = batch.long()
         perms = self._perms(order_perms)
@@ -448,3 +435,10 @@ class PTv3(nn.Module):
             x, skip = stage.up(x, skips[s], levels[s + 1].parent_index)
             x = stage.run(levels[s], x, skip, legacy_cpe)
         return x
+
+
+# The ``model.*`` config keys a PTv3 takes besides name/preset/in_channels: the constructor's
+# keyword-only arguments, read off its signature so the list cannot drift from it.
+PTV3_KEYS: tuple[str, ...] = tuple(
+    name for name, p in inspect.signature(PTv3.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY
+)

@@ -22,9 +22,10 @@ from torch import nn
 import spconv.pytorch as spconv
 from spconv.core import ConvAlgo
 
+from .common import BN_EPS, BN_MOMENTUM, bn1d, check_voxel_inputs  # noqa: F401  (BN_* re-exported)
 from .spconv_compat import conv_algo
 
-__all__ = ["SPUNET_PRESETS", "BasicBlock", "SpUNet", "bn1d"]
+__all__ = ["SPUNET_KEYS", "SPUNET_PRESETS", "BasicBlock", "SpUNet", "bn1d"]
 
 # channels are (enc1, enc2, enc3, enc4, dec1, dec2, dec3, dec4); dec1 is the coarsest.
 SPUNET_PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
@@ -47,18 +48,13 @@ SPUNET_PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     },
 }
 
+# The ``model.*`` config keys a SpUNet takes besides name/preset/in_channels (the preset's
+# widths and depths; stem_kernel and widen_in_down are not exposed in configs).
+SPUNET_KEYS: tuple[str, ...] = ("channels", "layers")
+
 NUM_STAGES = 4
 # Coordinates are padded to a multiple of this so every stride-2 level divides evenly.
 _TOTAL_STRIDE = 2**NUM_STAGES
-
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.01
-
-
-def bn1d(channels: int) -> nn.BatchNorm1d:
-    """BatchNorm with the slow running statistics customary for sparse UNets on small batches."""
-    return nn.BatchNorm1d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-
 
 class BasicBlock(spconv.SparseModule):
     """Two 3x3x3 submanifold convs with a residual path (projected when widths differ)."""
@@ -230,12 +226,7 @@ class SpUNet(nn.Module):
 
         Voxels must be unique within a scene.
         """
-        if grid_coord.ndim != 2 or grid_coord.shape[1] != 3:
-            raise ValueError(f"grid_coord must be (N, 3), got {tuple(grid_coord.shape)}")
-        if feat.shape[0] != grid_coord.shape[0] or batch.shape[0] != grid_coord.shape[0]:
-            raise ValueError("grid_coord, batch and feat must have the same number of rows")
-        if int(grid_coord.min()) < 0:
-            raise ValueError("grid_coord must be non-negative; shift each scene by its minimum")
+        check_voxel_inputs(grid_coord, batch, feat, refuse_empty=False)
         indices = torch.cat([batch.view(-1, 1), grid_coord], dim=1).to(torch.int32).contiguous()
         batch_size = int(batch.max().item()) + 1
         x = spconv.SparseConvTensor(feat, indices, self.spatial_shape(grid_coord), batch_size)
