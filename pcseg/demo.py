@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,19 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def prepare_data(out: Path, scenes: int, seed: int, size: str) -> Path:
-    from pcseg.data.prep import main as prep_main
-    from pcseg.data.synthetic import write_release
+    """Synthetic scenes in ``out/raw`` (generated once), converted into ``out/data``."""
+    from pcseg.experiments.synthetic_data import SyntheticDataError, synthetic_caches
 
-    raw = out / "raw"
-    if not (raw / "scannetv2_train.txt").is_file():
-        print(f"[demo] generating {scenes} synthetic scenes -> {raw}")
-        write_release(raw, num_scenes=scenes, seed=seed, size=size)
-    data = out / "data"
-    print(f"[demo] converting -> {data}")
-    code = prep_main(["--raw", str(raw), "--out", str(data), "--workers", "2"])
-    if code != 0:
-        raise SystemExit(f"[demo] data preparation failed (exit {code}); see the messages above")
-    return data
+    try:
+        return synthetic_caches(out / "raw", out / "data", scenes, seed, size, workers=2, tag="[demo]", progress=True)
+    except SyntheticDataError as exc:
+        raise SystemExit(f"[demo] {exc}") from None
 
 
 def run_command(cfg_path: Path, data: Path, run_dir: Path, overrides: list[str]) -> list[str]:
@@ -98,56 +89,40 @@ def last_step(run_dir: Path) -> int:
 
 
 def train_runs(runs: dict[str, tuple[Path, Path]], data: Path, overrides: list[str], jobs: int) -> None:
-    """Train every arm with ``python -m pcseg.train``, ``jobs`` at a time, one progress bar per arm.
-
-    Two single-threaded runs side by side use two cores better than one run with two threads
-    (sparse convolutions on a CPU scale poorly across threads). Each run's output goes to
-    ``<run>/demo_train.log``; a run that fails stops the demo with that log's tail. Ctrl-C
-    asks the runs to stop (they save ``last.pth``); the next ``make demo`` continues them.
-    """
+    """Train every arm with ``python -m pcseg.train``, ``jobs`` at a time, one progress bar per arm
+    (:func:`pcseg.experiments.jobs.run_jobs`: single-threaded runs side by side, Ctrl-C saves and
+    stops them, and the next ``make demo`` continues them). Each run's output goes to
+    ``<run>/demo_train.log``; a failed run stops the demo with that log's tail."""
     from tqdm import tqdm
 
-    threads = max(1, usable_cores() // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    pending = list(runs.items())
-    active: dict[str, tuple[subprocess.Popen, Path, tqdm, object]] = {}
+    from pcseg.experiments.jobs import Job, log_tail, run_jobs
+
+    dirs = {label: run_dir for label, (_, run_dir) in runs.items()}
+    bars = {label: tqdm(total=total_steps(cfg_path, data, overrides), desc=f"[demo] {label}", unit="step",
+                        dynamic_ncols=True) for label, (cfg_path, _) in runs.items()}
     failed: list[str] = []
+
+    def on_tick(active: list[Job]) -> None:
+        for job in active:
+            bar = bars[job.name]
+            bar.n = min(last_step(dirs[job.name]), bar.total)
+            bar.refresh()
+
+    def on_exit(job: Job, code: int) -> None:
+        on_tick([job])
+        bars[job.name].close()
+        if code != 0:
+            failed.append(job.name)
+            print(f"[demo] {job.name} failed (exit {code}); the end of {job.log}:" + log_tail(job.log, 25),
+                  file=sys.stderr)
+
+    jobs_list = [Job(label, run_command(cfg_path, data, run_dir, overrides), run_dir / "demo_train.log", REPO)
+                 for label, (cfg_path, run_dir) in runs.items()]
     try:
-        while pending or active:
-            while pending and len(active) < jobs:
-                label, (cfg_path, run_dir) = pending.pop(0)
-                run_dir.mkdir(parents=True, exist_ok=True)
-                log = (run_dir / "demo_train.log").open("a")
-                # own session: Ctrl-C reaches only this process, which asks the runs to stop and save
-                proc = subprocess.Popen(run_command(cfg_path, data, run_dir, overrides), stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
-                bar = tqdm(total=total_steps(cfg_path, data, overrides), desc=f"[demo] {label}", unit="step",
-                           dynamic_ncols=True)
-                active[label] = (proc, run_dir, bar, log)
-            time.sleep(1.0)
-            for label in list(active):
-                proc, run_dir, bar, log = active[label]
-                bar.n = min(last_step(run_dir), bar.total)
-                bar.refresh()
-                code = proc.poll()
-                if code is None:
-                    continue
-                bar.close()
-                log.close()
-                del active[label]
-                if code != 0:
-                    failed.append(label)
-                    tail = (run_dir / "demo_train.log").read_text().splitlines()[-25:]
-                    print(f"[demo] {label} failed (exit {code}); the end of {run_dir / 'demo_train.log'}:\n"
-                          + "\n".join(tail), file=sys.stderr)
-    except KeyboardInterrupt:
-        for proc, *_ in active.values():
-            proc.send_signal(signal.SIGTERM)  # stop at the next step, last.pth saved
-        for proc, _, bar, log in active.values():
-            proc.wait()
+        run_jobs(jobs_list, jobs, max(1, usable_cores() // jobs), on_exit, on_tick, tick_s=1.0)
+    finally:
+        for bar in bars.values():
             bar.close()
-            log.close()
-        raise
     if failed:
         raise SystemExit(1)
 
@@ -207,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     data = prepare_data(args.out, args.scenes, args.seed, args.size)
     print(f"\n[demo] training {len(runs)} runs, {jobs} at a time (logs: <run>/demo_train.log)")
-    train_runs(runs, data, args.overrides, jobs)
+    try:
+        train_runs(runs, data, args.overrides, jobs)
+    except KeyboardInterrupt:
+        print("\n[demo] stopped: the runs saved last.pth at their last step; the same command continues them",
+              file=sys.stderr)
+        return 130
     results: dict[str, dict] = {}
     for label, (cfg_path, run_dir) in runs.items():
         cfg = load_config(cfg_path, [f"data.root={data}", f"out_dir={run_dir}", *args.overrides])
@@ -238,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.scenes} synthetic scenes (seed {args.seed}), {present} classes in training; "
         f"chance-level mIoU is about {100 / max(present, 1):.1f}. Total time {minutes:.1f} min on this machine.",
         "One short CPU run each: it shows the pipeline learning, not whether CeCo helps. "
-        "`python bench/ceco_study.py` compares the two arms over several seeds, paired (README, \"The CeCo study\").", "",
+        "`python bench/imbalance_study.py` compares CeCo with CE and other imbalance remedies over several seeds, "
+        "paired (README, \"The imbalance study\").", "",
         table, "", _ceco_arm(loaded["CeCo (CE + center loss)"].ceco), "",
         "Neural-collapse details per run: `base/nc_val/report.md`, `ceco/nc_val/report.md`.", "",
         "## Learning curves", "", "![learning curves](learning_curves.png)", "",

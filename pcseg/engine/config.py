@@ -447,13 +447,18 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def flatten_config(cfg: DictConfig | dict) -> dict[str, Any]:
+    """A config as ``{dotted key: value}`` (interpolations resolved), e.g. to compare two runs."""
+    return _flatten(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
+
+
 def resume_differences(stored: dict, cfg: DictConfig) -> list[str]:
     """``key: stored -> now`` for every setting that differs from a checkpoint's config,
     except :data:`RESUME_FREE_KEYS` (and their sub-keys), and the settings of an optional section
     (``ceco``, ``rr``: one with an ``enabled`` key) that is off in both."""
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    now = flatten_config(cfg)
     # the stored config goes through the schema too, so defaults added later compare equal
-    then = _flatten(OmegaConf.to_container(load_config(stored), resolve=True))
+    then = flatten_config(load_config(stored))
     free = tuple(RESUME_FREE_KEYS)
     for key in set(now) | set(then):
         section, _, leaf = key.rpartition(".")
