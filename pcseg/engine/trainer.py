@@ -6,7 +6,6 @@ RNGs) goes into ``last.pth`` atomically; the data order of an epoch is a functio
 """
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -22,6 +21,8 @@ from pcseg.data.cache_check import SceneDataError
 from pcseg.data.classes import table as class_table
 from pcseg.data.dataset import SceneCacheDataset
 from pcseg.data.loader import build_loader
+from pcseg.data.manifest import read_manifest
+from pcseg.data.pipelines import train_transform_list, val_transform_list
 from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
@@ -29,16 +30,17 @@ from pcseg.engine.checkpoint import (load_checkpoint, model_state, rng_state, sa
                                      term_states)
 from pcseg.engine.config import resume_differences, save_config
 from pcseg.engine.logger import MetricsWriter, get_logger
+from pcseg.engine.objective import build_objective, scene_prior_source
 from pcseg.engine.optim import build_optimizer, build_scheduler
 from pcseg.engine.sync_bn import convert_sync_bn
-from pcseg.engine.pipelines import train_transform_list, val_transform_list
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models.from_config import build_model_from_cfg
-from pcseg.engine.objective import build_objective, scene_prior_source
 from pcseg.models.objective import TrainingModel
 from pcseg.models.spconv_compat import set_conv_algo
 from pcseg.nc.metrics import pairwise_cosines
 from pcseg.nc.terms import TermContext
+from pcseg.utils.amp import amp_dtype
+from pcseg.utils.device import resolve_device
 
 
 def _upper(cos: np.ndarray) -> np.ndarray:
@@ -60,21 +62,6 @@ class StopRequested(RuntimeError):
 
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available (use train.device=cpu or auto)")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
-
-
-def read_manifest(root: Path) -> dict | None:
-    path = root / "manifest.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
 
 
 def build_datasets(cfg: DictConfig) -> tuple[SceneCacheDataset, SceneCacheDataset | None]:
@@ -196,9 +183,7 @@ class Trainer:
         # Everything the optimizer updates (segmentor and terms): clipped and checked together.
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
-        self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp]
-        if self.device.type != "cuda":
-            self.amp_dtype = None  # AMP is a CUDA feature here; CPU runs in fp32
+        self.amp_dtype = amp_dtype(t.amp, self.device)  # None off CUDA: the CPU runs in fp32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
 
     def restore(self) -> None:
