@@ -5,12 +5,12 @@ Reads the run folders the trainer writes, so any finished or interrupted run can
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from pcseg.engine.logger import read_metrics
 from pcseg.utils.atomic import save_png
 
 
@@ -25,16 +25,7 @@ def read_curves(run_dir: Path | str) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{path}: no metrics.jsonl; is {run_dir} a training run folder?")
     train: dict[int, float] = {}
     val: dict[int, float] = {}
-    lines = path.read_text().splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:  # a run killed mid-write leaves a partial last line
-            if n == len(lines):
-                break
-            raise ValueError(f"{path}:{n}: not JSON ({e})") from e
+    for rec in read_metrics(path):
         if rec.get("type") == "train" and "loss" in rec:
             train[int(rec["step"])] = float(rec["loss"])
         elif rec.get("type") == "val" and rec.get("miou") is not None:

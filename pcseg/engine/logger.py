@@ -6,7 +6,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +31,46 @@ def get_logger(out_dir: Path | None = None, is_main: bool = True, name: str = "p
         fh.setFormatter(fmt)
         log.addHandler(fh)
     return log
+
+
+class MetricsLine(NamedTuple):
+    """One line of ``metrics.jsonl`` as written, with its record when it parses."""
+
+    number: int  # 1-based, for messages
+    text: str  # verbatim, so a rewrite keeps the records byte for byte
+    record: dict | None  # None: not JSON (blank, or torn by a crash mid-write)
+    error: str = ""  # why ``record`` is None
+
+
+def metrics_lines(path: Path) -> list[MetricsLine]:
+    """Every line of a ``metrics.jsonl``, parsed where it parses and kept verbatim."""
+    out = []
+    for n, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            out.append(MetricsLine(n, text, json.loads(text)))
+        except ValueError as e:
+            out.append(MetricsLine(n, text, None, str(e)))
+    return out
+
+
+def read_metrics(path: Path | str) -> list[dict]:
+    """The records of a ``metrics.jsonl``, in file order; blank lines skipped.
+
+    A run killed mid-write leaves a partial last line: it is dropped. A bad line anywhere
+    else means the file is not what the trainer wrote: ValueError naming ``path:line``.
+    """
+    path = Path(path)
+    lines = metrics_lines(path)
+    records = []
+    for line in lines:
+        if not line.text.strip():
+            continue
+        if line.record is None:
+            if line.number == len(lines):
+                break
+            raise ValueError(f"{path}:{line.number}: not JSON ({line.error})")
+        records.append(line.record)
+    return records
 
 
 def _clean(v: Any) -> Any:
@@ -84,16 +124,15 @@ class MetricsWriter:
         file without repeats (a crash after a record but before the checkpoint writes them twice)."""
         if not self.enabled or not self.path.is_file():
             return
-        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = metrics_lines(self.path)
         keep = []
         for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
+            rec = line.record
+            if rec is None:
                 continue  # a line torn by a crash
             at = int(rec.get("step", 0))
             if at < step or (at == step and (keep_val or rec.get("type") != "val")):
-                keep.append(line)
+                keep.append(line.text)
         if len(keep) != len(lines):
             atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
 
