@@ -14,10 +14,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from pcseg.engine.config import ConfigError, load_config
@@ -115,63 +114,129 @@ def main(argv: list[str] | None = None) -> int:
         D.cleanup()
 
 
+class Refused(Exception):
+    """A set-up problem to report as ``error: ...`` with exit code 2 (nothing is written)."""
+
+
+class Tally(NamedTuple):
+    """What this rank (or, after :meth:`summed`, every rank) predicted."""
+
+    scenes: int
+    vertices: int
+    passes: int  # network passes: fragments summed over TTA views
+
+    def summed(self) -> "Tally":
+        """The totals over ranks (a collective)."""
+        from pcseg.utils.dist import all_reduce_sum_array
+
+        return Tally(*(int(v) for v in all_reduce_sum_array(np.array(self, dtype=np.int64))))
+
+
 def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: list[View],
         info: DistInfo) -> int:
     """Predict the split on this rank's scenes, then reduce, report and write on rank 0."""
-    from tqdm import tqdm
-
     from pcseg.data.classes import table as class_table
-    from pcseg.data.dataset import UNLABELLED_SPLITS, SceneCacheDataset
-    from pcseg.data.manifest import read_manifest
-    from pcseg.data.scannet_raw import RawDataError, read_mesh
-    from pcseg.data.transforms import build_transforms
+    from pcseg.data.dataset import UNLABELLED_SPLITS
+    from pcseg.eval.metrics import ConfusionMatrix
     from pcseg.engine import distributed as D
+    from pcseg.eval.submission import OFFICIAL_SPLITS
+
+    split = args.split or cfg.data.val_split
+    if args.submit is not None and split not in OFFICIAL_SPLITS:
+        return _error(f"--submit needs an official split name ({', '.join(OFFICIAL_SPLITS)}), got {split!r}")
+    try:
+        dataset, predictor = build_predictor(args, cfg, ckpt, split, views)
+    except Refused as exc:
+        return _error(str(exc))
+    table = class_table(cfg.data.label_set)
+    labelled = split not in UNLABELLED_SPLITS
+    stage = open_stage(args.submit, info)
+    conf = ConfusionMatrix(table.num_classes)
+    t0 = time.perf_counter()
+    tally = predict_scenes(args, cfg, dataset, predictor, split, views, info, conf if labelled else None, stage)
+    seconds = time.perf_counter() - t0
+    if info.enabled:
+        tally = tally.summed()
+        conf.all_reduce()
+    D.barrier()
+    if not info.is_main:
+        return 0
+    print(f"{split}: {tally.scenes} scenes, {tally.vertices} vertices, {len(views)} TTA view(s), {tally.passes} "
+          f"network passes in {seconds:.1f} s ({tally.vertices / max(seconds, 1e-9):,.0f} vertices/s per process)")
+    if labelled:
+        report_metrics(args, cfg, conf, tally, split, views, seconds)
+    else:
+        print(f"{split} split has no labels: no metrics")
+    if args.save_ply is not None:
+        print(f"PLY files -> {args.save_ply}")
+    if stage is None:
+        return 0
+    return write_staged_submission(args, cfg, stage, dataset.names, split)
+
+
+def build_predictor(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], split: str,
+                    views: list[View]) -> tuple[Any, Any]:
+    """The split's scene caches and a predictor running the checkpoint's model on ``train.device``.
+    Raises :class:`Refused` for missing caches, an unusable device or weights that do not fit."""
+    from pcseg.data.classes import table as class_table
+    from pcseg.data.dataset import SceneCacheDataset
     from pcseg.data.pipelines import val_transform_list
-    from pcseg.models.from_config import build_model_from_cfg
+    from pcseg.data.transforms import build_transforms
     from pcseg.eval.inference import Predictor
-    from pcseg.eval.metrics import ConfusionMatrix, format_table
-    from pcseg.eval.ply_export import export_scene
-    from pcseg.eval.submission import (OFFICIAL_SPLITS, SubmissionError, format_ids, mesh_path, metrics_summary,
-                                       write_submission)
+    from pcseg.models.from_config import build_model_from_cfg
     from pcseg.models.spconv_compat import set_conv_algo
     from pcseg.utils.amp import AMP_DTYPES
-    from pcseg.utils.atomic import atomic_write_text
     from pcseg.utils.device import resolve_device
 
     d = cfg.data
-    split = args.split or d.val_split
-    if args.submit is not None and split not in OFFICIAL_SPLITS:
-        return _error(f"--submit needs an official split name ({', '.join(OFFICIAL_SPLITS)}), got {split!r}")
     try:
         dataset = SceneCacheDataset(d.root, split, label_set=d.label_set)
         device = resolve_device(cfg.train.device)
         model = build_model_from_cfg(cfg)
         model.load_state_dict(ckpt["model"])
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
-        return _error(str(exc))
+        raise Refused(str(exc)) from exc
     model = set_conv_algo(model.to(device), device).eval()
-    table = class_table(d.label_set)
+    num_classes = class_table(d.label_set).num_classes
     tf_cfg = val_transform_list(cfg)
     amp = AMP_DTYPES[cfg.train.amp]  # as given, also on the CPU (unlike training, see pcseg.utils.amp)
     try:
-        predictor = Predictor(model, build_transforms(list(tf_cfg)), table.num_classes, device, views,
+        predictor = Predictor(model, build_transforms(list(tf_cfg)), num_classes, device, views,
                               max_voxels=args.max_voxels, overlap_m=args.overlap, amp_dtype=amp)
     except ValueError as exc:
-        return _error(str(exc))
-    labelled = split not in UNLABELLED_SPLITS
-    out_dir = args.out if args.out is not None else args.ckpt.parent
-    stage = None
-    if args.submit is not None:
-        stage = args.submit.parent / f".{args.submit.name}.parts"
-        if info.is_main:
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir(parents=True)
-        D.barrier()
+        raise Refused(str(exc)) from exc
+    return dataset, predictor
 
-    conf = ConfusionMatrix(table.num_classes)
-    counts = np.zeros(3, dtype=np.int64)  # scenes, vertices, fragment passes
+
+def open_stage(submit: Path | None, info: DistInfo) -> Path | None:
+    """An empty folder beside the submission zip where every rank writes its scenes' label files
+    (None without ``--submit``); rank 0 empties it, the others wait for that."""
+    from pcseg.engine import distributed as D
+
+    if submit is None:
+        return None
+    stage = submit.parent / f".{submit.name}.parts"
+    if info.is_main:
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+    D.barrier()
+    return stage
+
+
+def predict_scenes(args: argparse.Namespace, cfg: DictConfig, dataset: Any, predictor: Any, split: str,
+                   views: list[View], info: DistInfo, conf: Any | None, stage: Path | None) -> Tally:
+    """Predict this rank's share of the scenes: score them into ``conf`` (labelled splits), write
+    their label files into ``stage`` and their PLY files into ``--save-ply``."""
+    from tqdm import tqdm
+
+    from pcseg.data.classes import table as class_table
+    from pcseg.eval.ply_export import export_scene
+    from pcseg.eval.submission import format_ids
+    from pcseg.utils.atomic import atomic_write_text
+
+    table = class_table(cfg.data.label_set)
+    scenes = vertices = passes = 0
     mine = list(range(len(dataset)))[info.rank::info.world_size]
-    t0 = time.perf_counter()
     bar = tqdm(mine, desc=f"{split} ({len(views)} view{'s' if len(views) > 1 else ''})", unit="scene",
                disable=not (info.is_main and cfg.train.progress), dynamic_ncols=True)
     for i in bar:
@@ -179,62 +244,77 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
         data = dataset.load_scene(i)
         result = predictor.predict(data)
         pred = result.pred
-        counts += (1, pred.size, sum(result.fragments))
-        if labelled:
+        scenes, vertices, passes = scenes + 1, vertices + pred.size, passes + sum(result.fragments)
+        if conf is not None:
             conf.update(pred, data["segment"])
         if stage is not None:
             atomic_write_text(stage / f"{name}.txt", format_ids(table.ids[pred]))
         if args.save_ply is not None:
-            faces = None
-            if args.raw is not None:
-                try:
-                    coord_raw, _, faces = read_mesh(mesh_path(args.raw, name, split))
-                    if len(coord_raw) != pred.size:
-                        print(f"warning: {name}: raw mesh has {len(coord_raw)} vertices, cache {pred.size}; "
-                              "writing points without faces", file=sys.stderr)
-                        faces = None
-                except RawDataError as exc:
-                    print(f"warning: {name}: no faces ({exc})", file=sys.stderr)
+            faces = raw_faces(args.raw, name, split, pred.size) if args.raw is not None else None
             export_scene(args.save_ply, name, data["coord"], pred, table,
-                         data["segment"] if labelled else None, faces)
+                         data["segment"] if conf is not None else None, faces)
     bar.close()
-    seconds = time.perf_counter() - t0
-    if info.enabled:
-        counts = D.all_reduce_sum_array(counts)
-        conf.all_reduce()
-    D.barrier()
-    if not info.is_main:
-        return 0
+    return Tally(scenes, vertices, passes)
 
-    code = 0
-    rate = counts[1] / max(seconds, 1e-9)
-    print(f"{split}: {counts[0]} scenes, {counts[1]} vertices, {len(views)} TTA view(s), {counts[2]} network "
-          f"passes in {seconds:.1f} s ({rate:,.0f} vertices/s per process)")
-    if labelled:
-        metrics = metrics_summary(conf.matrix, table, num_scenes=int(counts[0]), num_vertices=int(counts[1]))
-        metrics.update(split=split, tta=args.tta, views=[str(v) for v in views], checkpoint=str(args.ckpt),
-                       label_set=d.label_set, max_voxels=args.max_voxels, seconds=round(seconds, 3))
-        manifest = read_manifest(Path(d.root))
-        freq = None if manifest is None else np.array(manifest["class_histogram"][d.label_set]["counts"])
-        print(format_table(metrics, table, freq))
-        path = out_dir / f"metrics_{split}.json"
-        atomic_write_text(path, json.dumps(metrics, indent=1))
-        print(f"metrics -> {path}")
-    else:
-        print(f"{split} split has no labels: no metrics")
-    if args.save_ply is not None:
-        print(f"PLY files -> {args.save_ply}")
-    if stage is not None:
-        try:
-            files = {n: stage / f"{n}.txt" for n in dataset.names}
-            report = write_submission(args.submit, files, args.raw, split, args.splits, d.label_set)
-            print(report.format())
-        except (SubmissionError, RawDataError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            code = 1
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-    return code
+
+def raw_faces(raw: Path, name: str, split: str, num_vertices: int) -> np.ndarray | None:
+    """The faces of a scene's raw mesh for its PLY files; None (points only, with a warning) when
+    the mesh cannot be read or its vertices do not match the cache's."""
+    from pcseg.data.scannet_raw import RawDataError, read_mesh
+    from pcseg.eval.submission import mesh_path
+
+    try:
+        coord_raw, _, faces = read_mesh(mesh_path(raw, name, split))
+    except RawDataError as exc:
+        print(f"warning: {name}: no faces ({exc})", file=sys.stderr)
+        return None
+    if len(coord_raw) != num_vertices:
+        print(f"warning: {name}: raw mesh has {len(coord_raw)} vertices, cache {num_vertices}; "
+              "writing points without faces", file=sys.stderr)
+        return None
+    return faces
+
+
+def report_metrics(args: argparse.Namespace, cfg: DictConfig, conf: Any, tally: Tally, split: str,
+                   views: list[View], seconds: float) -> None:
+    """Print the benchmark table and write ``metrics_<split>.json`` (rank 0, labelled splits)."""
+    from pcseg.data.classes import table as class_table
+    from pcseg.data.manifest import read_manifest
+    from pcseg.eval.metrics import format_table
+    from pcseg.eval.submission import metrics_summary
+    from pcseg.utils.atomic import atomic_write_text
+
+    d = cfg.data
+    table = class_table(d.label_set)
+    metrics = metrics_summary(conf.matrix, table, num_scenes=tally.scenes, num_vertices=tally.vertices)
+    metrics.update(split=split, tta=args.tta, views=[str(v) for v in views], checkpoint=str(args.ckpt),
+                   label_set=d.label_set, max_voxels=args.max_voxels, seconds=round(seconds, 3))
+    manifest = read_manifest(Path(d.root))
+    freq = None if manifest is None else np.array(manifest["class_histogram"][d.label_set]["counts"])
+    print(format_table(metrics, table, freq))
+    out_dir = args.out if args.out is not None else args.ckpt.parent
+    path = out_dir / f"metrics_{split}.json"
+    atomic_write_text(path, json.dumps(metrics, indent=1))
+    print(f"metrics -> {path}")
+
+
+def write_staged_submission(args: argparse.Namespace, cfg: DictConfig, stage: Path, names: list[str],
+                            split: str) -> int:
+    """Zip the staged label files into ``--submit`` (checked against the raw release), then remove
+    the stage; 1 when the check fails."""
+    from pcseg.data.scannet_raw import RawDataError
+    from pcseg.eval.submission import SubmissionError, write_submission
+
+    try:
+        files = {n: stage / f"{n}.txt" for n in names}
+        report = write_submission(args.submit, files, args.raw, split, args.splits, cfg.data.label_set)
+        print(report.format())
+    except (SubmissionError, RawDataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
