@@ -45,7 +45,9 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     from pcseg.models.from_config import build_model_from_cfg
     from pcseg.eval.metrics import ConfusionMatrix, summarize
     from pcseg.models import set_conv_algo
-    from pcseg.nc.metrics import FeatureStats, plot_cosine_heatmaps, plot_iou_vs_frequency, write_report
+    from pcseg.nc.metrics import FeatureStats
+    from pcseg.nc.plots import plot_cosine_heatmaps, plot_iou_vs_frequency
+    from pcseg.nc.report import write_report
     from pcseg.utils.device import resolve_device
 
     info = D.current()
