@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -131,6 +131,14 @@ def pipeline_grid_size(transforms: Compose) -> float:
                      "per-vertex prediction needs its inverse map")
 
 
+class _Box(NamedTuple):
+    """A region still to cover in :func:`plan_fragments`."""
+
+    lo: np.ndarray  # xy voxel corner of the core, inclusive
+    hi: np.ndarray  # xy voxel corner of the core, exclusive
+    candidates: np.ndarray  # voxel indices: a superset of those in the core grown by the overlap
+
+
 def plan_fragments(grid_coord: np.ndarray, max_voxels: int, overlap: int) -> list[np.ndarray]:
     """Voxel index sets, each of at most ``max_voxels`` voxels, whose cores cover every voxel.
 
@@ -144,8 +152,7 @@ def plan_fragments(grid_coord: np.ndarray, max_voxels: int, overlap: int) -> lis
         return [np.arange(n, dtype=np.int64)]
     xy = np.asarray(grid_coord[:, :2], dtype=np.int64)
     m = int(overlap)
-    # (core lo, core hi exclusive, candidate voxels: a superset of the grown box's voxels)
-    stack = [(xy.min(0), xy.max(0) + 1, np.arange(n, dtype=np.int64))]
+    stack = [_Box(xy.min(0), xy.max(0) + 1, np.arange(n, dtype=np.int64))]
     fragments: list[np.ndarray] = []
     while stack:
         lo, hi, cand = stack.pop()
@@ -169,7 +176,7 @@ def plan_fragments(grid_coord: np.ndarray, max_voxels: int, overlap: int) -> lis
         pg = xy[grown]
         for a, b in ((lo_b, hi), (lo, hi_a)):
             keep = np.all((pg >= a - m) & (pg < b + m), axis=1)
-            stack.append((a, b, grown[keep]))
+            stack.append(_Box(a, b, grown[keep]))
     return fragments
 
 
