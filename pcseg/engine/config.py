@@ -48,7 +48,8 @@ class ModelConfig:
     # spunet / minkunet (None = the preset's value)
     channels: Optional[List[int]] = None
     layers: Optional[List[int]] = None
-    # ptv3, named as Pointcept names them so its configs port one to one (None = the preset's value)
+    # ptv3, named as Pointcept names them so its configs port one to one (None = the preset's value);
+    # the list is pcseg.models.ptv3.PTV3_KEYS (tests/test_models.py checks each has a field here)
     order: Optional[List[str]] = None
     stride: Optional[List[int]] = None
     enc_depths: Optional[List[int]] = None
