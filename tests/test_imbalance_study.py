@@ -147,3 +147,23 @@ def test_study_tiny_end_to_end_and_rerun_reuses(small_caches, tmp_path) -> None:
     # other settings on the same folder: an error, not a silent mix of runs
     r3 = _run("--out", str(out), "--data", str(small_caches), "--arms", *arms, *TINY, "optim.lr=0.01", timeout=120)
     assert r3.returncode == 2 and "other settings" in r3.stderr
+
+
+def test_arms_table_pairs_every_arm_with_ce() -> None:
+    from pcseg.experiments.report import arms_table, summarize_study
+
+    def run(miou: float) -> dict:
+        return {m.key: (miou if m.percent else 0.5) for m in study.METRICS}
+
+    runs = {"ce": {0: run(0.30), 1: run(0.32), 2: run(0.31)},
+            "focal": {0: run(0.31), 1: run(0.34), 2: run(0.31)}}
+    arms = summarize_study(runs)
+    assert arms["focal"]["paired"]["miou"]["per_seed"] == pytest.approx({"0": 0.01, "1": 0.02, "2": 0.0})
+    assert "paired" not in arms["ce"]
+    lines = arms_table(arms, {"ce": "CE", "focal": "focal"}).splitlines()
+    assert lines[2].startswith("| CE | 31.00 ± 1.00 | (baseline)")
+    row = lines[3]
+    assert row.startswith("| focal | 32.00 ± 1.73 | **+1.00** [") and "+1.00, +2.00, +0.00" in row
+    sd = arms["focal"]["paired"]["miou"]["std"]
+    assert row.endswith(f"| {stats.pairs_needed(sd, 0.01)} / {stats.pairs_needed(sd, 0.01)} / "
+                        f"{stats.pairs_needed(sd, 0.005)} |")

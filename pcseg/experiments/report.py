@@ -68,12 +68,12 @@ TABLE_DIFFS = ("miou_head", "miou_common", "miou_tail", "macc", "maxangle_means"
 
 def arms_table(arms: dict[str, Any], labels: dict[str, str], base: str = "ce") -> str:
     """One row per arm: mIoU mean ± std, the paired mIoU difference against ``base`` with its 95 %
-    interval, the other differences, and the seed pairs a 1- and a 0.5-point mIoU difference
-    would need at the observed spread."""
+    interval, the other differences, and the seed pairs the observed, a 1-point and a 0.5-point
+    mIoU difference would need for their interval to exclude 0, at the observed spread."""
     by_key = {m.key: m for m in METRICS}
     head = ["arm", "mIoU", f"mIoU − {labels[base]} [95 % CI]"] + \
         [f"{by_key[k].label.replace('mIoU ', '')} − {labels[base]}" for k in TABLE_DIFFS] + \
-        ["mIoU per seed − CE", "pairs for 1 / 0.5 pt"]
+        ["mIoU per seed − CE", "seed pairs to resolve: this Δ / 1 pt / 0.5 pt"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, a in arms.items():
         s = a["summary"]["miou"]
@@ -87,7 +87,8 @@ def arms_table(arms: dict[str, Any], labels: dict[str, str], base: str = "ce") -
             cells += [_diff_cell(p[k], by_key[k].percent) for k in TABLE_DIFFS]
             cells.append(", ".join(fmt_value(v, True, True) for v in p["miou"]["per_seed"].values()))
             sd = p["miou"]["std"]
-            cells.append(f"{pairs_needed(sd, 0.01) or '–'} / {pairs_needed(sd, 0.005) or '–'}")
+            observed = p["miou"]["pairs_to_resolve_observed"]
+            cells.append(f"{observed or '–'} / {pairs_needed(sd, 0.01) or '–'} / {pairs_needed(sd, 0.005) or '–'}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
