@@ -69,7 +69,7 @@ def test_logit_adjustment_is_its_definition(tau: float) -> None:
     for row, t in zip(logits.tolist(), target.tolist()):
         if t < 0:
             continue
-        adj = [z + tau * math.log(c / sum(counts) + 1e-12) for z, c in zip(row, counts)]
+        adj = [z + tau * math.log((c or max(counts)) / sum(counts)) for z, c in zip(row, counts)]
         total += -math.log(_softmax(adj)[t])
         n += 1
     assert got.item() == pytest.approx(total / n, rel=1e-5)
@@ -77,6 +77,18 @@ def test_logit_adjustment_is_its_definition(tau: float) -> None:
     rare = target == 3
     assert SegLoss(log_prior=log_point_prior(counts), logit_adjust=tau)(logits[rare], target[rare]) > \
         SegLoss()(logits[rare], target[rare])
+
+
+def test_logit_adjustment_suppresses_classes_without_training_points() -> None:
+    """A class absent from training is adjusted as the most frequent one: its raw logit is pushed
+    down (with log 0 it would get no gradient and be predicted at test time)."""
+    counts = [5000, 800, 0]
+    prior = log_point_prior(counts)
+    assert prior[2] == prior[0] and torch.isfinite(prior).all()
+    logits = torch.zeros(8, 3, requires_grad=True)
+    target = torch.tensor([0, 0, 0, 0, 0, 1, 1, 0])
+    SegLoss(log_prior=prior, logit_adjust=1.0)(logits, target).backward()
+    assert logits.grad[:, 2].min() > 1e-3  # descending the loss lowers the absent class's logit everywhere
 
 
 def test_logit_adjustment_needs_a_prior() -> None:

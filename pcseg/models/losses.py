@@ -60,13 +60,21 @@ def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
 
 
 def log_point_prior(counts: np.ndarray | list[int]) -> torch.Tensor:
-    """``log(pi + 1e-12)`` with pi the point-level class frequency (the manifest histogram).
+    """``log(pi)`` with pi the point-level class frequency (the manifest histogram), for the logit
+    adjustment.
 
-    The 1e-12 keeps classes without training points finite (they are never targets)."""
+    A class without training points gets the most frequent class's value, not ``log 0``: it is
+    never a target, so with a very negative adjustment its loss gradient would vanish and its
+    raw logit, the one inference uses, would never be pushed down; ScanNet200's training split
+    lacks many of the 200 classes, and they would then be predicted. Adjusted like the most
+    frequent class, it is suppressed at least as firmly as any class the data shows.
+    """
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim != 1 or not np.isfinite(c).all() or (c < 0).any() or c.sum() <= 0:
         raise ValueError("class histogram must be non-negative counts with a positive sum")
-    return torch.from_numpy(np.log(c / c.sum() + 1e-12)).float()
+    prior = np.full_like(c, c.max() / c.sum())
+    prior[c > 0] = c[c > 0] / c.sum()
+    return torch.from_numpy(np.log(prior)).float()
 
 
 def focal_terms(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
