@@ -53,6 +53,7 @@ from pcseg.experiments.jobs import Job, log_tail, run_jobs  # noqa: E402
 from pcseg.experiments.report import (METRICS, arms_table, fmt_value, plot_iou_difference, plot_nc,  # noqa: E402
                                       summarize_study)
 from pcseg.experiments.worker import finished  # noqa: E402
+from pcseg.utils.atomic import atomic_write_text  # noqa: E402
 from pcseg.utils.cpu import usable_cores  # noqa: E402
 
 
@@ -318,7 +319,7 @@ def execute(runs: list[Run], jobs: int, threads: int) -> list[Run]:
         r.dir.mkdir(parents=True, exist_ok=True)
         spec = {"arm": r.arm, "seed": r.seed, "run_dir": str(r.dir), "cfg": str(r.cfg_path),
                 "overrides": r.overrides, "threads": threads}
-        (r.dir / "study_spec.json").write_text(json.dumps(spec, indent=1))
+        atomic_write_text(r.dir / "study_spec.json", json.dumps(spec, indent=1))
         return Job(r.name, [sys.executable, "-m", "pcseg.experiments.worker", str(r.dir / "study_spec.json")],
                    r.dir / "study_run.log", REPO)
 

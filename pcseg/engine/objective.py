@@ -8,6 +8,7 @@ interface.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -54,17 +55,14 @@ def scene_prior_source(cfg: DictConfig, manifest: dict | None, scene_dirs: Seque
     """A function giving the log scene prior (the share of training scenes holding each class),
     from the manifest, or counted from the caches for a manifest without the counts (said once
     through ``note``). Computed at most once, whichever terms ask."""
-    cache: list[torch.Tensor] = []
-
+    @functools.cache
     def get() -> torch.Tensor:
-        if not cache:
-            counts = (manifest or {}).get("class_histogram", {}).get(cfg.data.label_set, {}).get("scenes")
-            if counts is None:
-                counts = scene_counts((load_array(s, cfg.data.label_set, None) for s in scene_dirs), num_classes)
-                note(f"scene prior: the manifest has no per-class scene counts, so they were read from the "
-                     f"{len(scene_dirs)} training caches")
-            cache.append(log_scene_prior(counts))
-        return cache[0]
+        counts = (manifest or {}).get("class_histogram", {}).get(cfg.data.label_set, {}).get("scenes")
+        if counts is None:
+            counts = scene_counts((load_array(s, cfg.data.label_set, None) for s in scene_dirs), num_classes)
+            note(f"scene prior: the manifest has no per-class scene counts, so they were read from the "
+                 f"{len(scene_dirs)} training caches")
+        return log_scene_prior(counts)
 
     return get
 

@@ -108,7 +108,7 @@ def plot_iou_difference(path: Path, arms: dict[str, Any], labels: dict[str, str]
     rows = max(1, -(-len(others) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
     colors = {"head": "tab:blue", "common": "tab:orange", "tail": "tab:red", "": "tab:gray"}
-    shown = 0
+    shown = 0  # stays 0 without another arm
     for ax, arm in zip(axes.flat, others):
         seeds = [s for s in arms[base]["runs"] if s in arms[arm]["runs"]]
         shown = 0
@@ -135,7 +135,7 @@ def plot_iou_difference(path: Path, arms: dict[str, Any], labels: dict[str, str]
     axes[0][0].set_ylabel("IoU difference (points)")
     if others:
         axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Per-class IoU difference, mean over seeds ± std", fontsize=10)
+    fig.suptitle("Per-class IoU difference, mean over seeds ± std", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from pcseg.utils.atomic import atomic_write_text
+
 # what a finished run leaves, and so what a study reads
 RUN_FILES = ("run.json", "metrics_val.json", "nc_val/nc_metrics.json")
 
@@ -37,12 +39,12 @@ def _train(cfg, run_dir: Path) -> int:
         start = trainer.step
         trainer.fit()
     except StopRequested as exc:
-        spent.write_text(str(before + time.perf_counter() - t0))
+        atomic_write_text(spent, str(before + time.perf_counter() - t0))
         print(f"stopped: {exc}", flush=True)
         return 75
     del trainer
     gc.collect()  # shut the DataLoader workers down before anything else
-    done.write_text(json.dumps({"resumed_from_step": start, "seconds": before + time.perf_counter() - t0}))
+    atomic_write_text(done, json.dumps({"resumed_from_step": start, "seconds": before + time.perf_counter() - t0}))
     return 0
 
 
@@ -75,7 +77,7 @@ def run(spec_path: Path) -> int:
         gc.collect()
     info = json.loads((run_dir / "train_done.json").read_text())
     info.update(arm=spec["arm"], seed=spec["seed"], eval_seconds=time.perf_counter() - t1)
-    (run_dir / "run.json").write_text(json.dumps(info, indent=1))
+    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))  # last: it marks the run finished
     return 0
 
 
