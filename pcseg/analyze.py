@@ -65,7 +65,8 @@ def analyze(cfg, ckpt_path: Path, split: str, out_dir: Path, progress: bool = Tr
     conf = ConfusionMatrix(table.num_classes)
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"features ({split})", disable=not (progress and info.is_main)):
-            out = model(batch["grid_coord"].to(device), batch["batch"].to(device), batch["feat"].to(device))
+            coord = batch["coord"].to(device) if "coord" in batch else None
+            out = model(batch["grid_coord"].to(device), batch["batch"].to(device), batch["feat"].to(device), coord)
             stats.update(out["feat"].float().cpu(), batch["segment"])  # one row per voxel
             conf.update(out["logits"].argmax(1).cpu()[batch["inverse"]], batch["origin_segment"])
     stats.all_reduce()

@@ -15,7 +15,8 @@ from pcseg.models.pointcept import (
     infer_ptv3_spec,
     ptv3_kwargs_from_config,
 )
-from pcseg.models.ptv3 import PTV3_PRESETS, Level, pool_level
+from pcseg.models.ptv3 import PTV3_PRESETS
+from pcseg.models.ptv3_level import Level, pool_level
 from pcseg.models.ptv3_attention import patch_layout
 from pcseg.models.serialization import serialize
 from spconv.core import ConvAlgo

@@ -42,7 +42,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "spunet"  # spunet (= minkunet) | ptv3
+    name: str = "spunet"  # spunet (= minkunet) | ptv3 | ptv3m2 (Sonata, Concerto) | ptv3m3 (Utonia)
     preset: Optional[str] = None  # None = the backbone's default (minkunet34c, ptv3: scannet200)
     in_channels: int = 9
     # spunet / minkunet (None = the preset's value)
@@ -73,6 +73,19 @@ class ModelConfig:
     # Patches of scenes shorter than a patch: flash (each scene alone, how the published weights
     # were trained) | non_flash (Pointcept's fallback: patch = the smallest scene of the batch)
     patch_rule: Optional[str] = None
+    # ptv3m2 / ptv3m3 (Sonata, Concerto, Utonia): LayerScale's initial value (None: none), and
+    # encoder-only output (every level's features carried up to the voxels, for linear probing)
+    layer_scale: Optional[float] = None
+    enc_mode: Optional[bool] = None
+    # ptv3m3 (Utonia): rotary position encoding base (None: off) and its training-time coordinate
+    # shift / per-axis jitter / rescale; dec_rope_enable=false keeps it out of the decoder
+    rope_base: Optional[float] = None
+    shift_coords: Optional[float] = None
+    jitter_coords: Optional[float] = None
+    rescale_coords: Optional[float] = None
+    dec_rope_enable: Optional[bool] = None
+    # Train only what follows the backbone (linear probing): its weights stay as loaded.
+    freeze_backbone: bool = False
     # BatchNorm running-statistics momentum (None = the backbone's, 0.01 as in Pointcept's recipes).
     # A run of a few hundred steps needs more (e.g. 0.1): at 0.01 the statistics used in
     # evaluation still remember the first steps' features.

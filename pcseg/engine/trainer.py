@@ -346,7 +346,8 @@ class Trainer:
         batch = self._to_device(batch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             extra = {"segment": batch["segment"]} if self.objective.terms else {}
-            out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], **extra)
+            out = self.train_model(batch["grid_coord"], batch["batch"], batch["feat"], coord=batch.get("coord"),
+                                   **extra)
             loss, logs = self.compute_loss(out, batch)
         if not D.all_ranks(bool(torch.isfinite(loss.detach())), self.device):
             raise self._diverged(f"non-finite loss ({float(loss.detach())})")
@@ -529,7 +530,7 @@ class Trainer:
         for batch in tqdm(self.val_loader, desc="val", disable=not (self.dist.is_main and self.cfg.train.progress), leave=False):
             batch = self._to_device(batch)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-                out = self.model(batch["grid_coord"], batch["batch"], batch["feat"])
+                out = self.model(batch["grid_coord"], batch["batch"], batch["feat"], batch.get("coord"))
             pred = out["logits"].argmax(1)
             conf.update(pred[batch["inverse"]], batch["origin_segment"])
         conf.all_reduce()

@@ -182,15 +182,19 @@ def plan_fragments(grid_coord: np.ndarray, max_voxels: int, overlap: int) -> lis
 
 @torch.no_grad()
 def forward_scores(model: nn.Module, grid_coord: np.ndarray, feat: np.ndarray, device: torch.device,
-                   amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Softmax scores (V, K) float32 on ``device`` for one voxel set, run as a single scene."""
+                   amp_dtype: torch.dtype | None = None, coord: np.ndarray | None = None) -> torch.Tensor:
+    """Softmax scores (V, K) float32 on ``device`` for one voxel set, run as a single scene.
+
+    ``coord`` (V, 3), the voxels' point coordinates, reaches only models that read them.
+    """
     grid = np.asarray(grid_coord, dtype=np.int64)
     shift = (grid.min(0) // STRIDE_ALIGN) * STRIDE_ALIGN
     gc = torch.from_numpy((grid - shift).astype(np.int32)).to(device)
     f = torch.from_numpy(np.ascontiguousarray(feat, dtype=np.float32)).to(device)
     batch = torch.zeros(gc.shape[0], dtype=torch.int64, device=device)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        logits = model(gc, batch, f)["logits"]
+        c = None if coord is None else torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32)).to(device)
+        logits = model(gc, batch, f, c)["logits"]
     return torch.softmax(logits.float(), dim=1)
 
 
@@ -255,7 +259,8 @@ class Predictor:
             voxel_scores = torch.zeros(grid.shape[0], self.num_classes, dtype=torch.float32)
             voxel_cover = np.zeros(grid.shape[0], dtype=np.int32)
             for idx in fragments:
-                probs = forward_scores(self.model, grid[idx], feat[idx], self.device, self.amp_dtype)
+                coord = sample["coord"][idx] if "coord" in sample else None
+                probs = forward_scores(self.model, grid[idx], feat[idx], self.device, self.amp_dtype, coord)
                 voxel_scores.index_add_(0, torch.from_numpy(idx), probs.cpu())
                 voxel_cover[idx] += 1
             # Overlapping fragments are averaged, so every view weighs the same for every vertex.

@@ -1,4 +1,4 @@
-"""Models: spconv backbones (SpUNet, PTv3), heads and the segmentor, plus the CPU shim for spconv."""
+"""Models: spconv backbones (SpUNet, PTv3 and its Sonata/Utonia generations), heads and the segmentor, plus the CPU shim for spconv."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from . import spconv_compat
 from .heads import LinearHead
-from .ptv3 import PTV3_PRESETS, PTv3
+from .ptv3 import PTV3_PRESETS, PTV3M2_PRESETS, PTV3M3_PRESETS, PTv3, PTv3M2, PTv3M3
 from .segmentor import Segmentor
 from .spconv_compat import conv_algo, set_conv_algo
 from .spunet import SPUNET_PRESETS, SpUNet
@@ -23,6 +23,8 @@ __all__ = [
     "PRESETS",
     "LinearHead",
     "PTv3",
+    "PTv3M2",
+    "PTv3M3",
     "Segmentor",
     "SpUNet",
     "build_model",
@@ -37,6 +39,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "spunet": SpUNet,
     "minkunet": SpUNet,
     "ptv3": PTv3,
+    "ptv3m2": PTv3M2,
+    "ptv3m3": PTv3M3,
 }
 
 # Backbone name -> (preset name -> constructor kwargs, default preset).
@@ -44,6 +48,8 @@ PRESETS: dict[str, tuple[dict[str, dict[str, Any]], str]] = {
     "spunet": (SPUNET_PRESETS, "minkunet34c"),
     "minkunet": (SPUNET_PRESETS, "minkunet34c"),
     "ptv3": (PTV3_PRESETS, "scannet200"),
+    "ptv3m2": (PTV3M2_PRESETS, "sonata"),
+    "ptv3m3": (PTV3M3_PRESETS, "utonia"),
 }
 
 

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .ptv3 import PTV3_KEYS
+from .ptv3 import PTV3_KEYS, PTV3M2_KEYS, PTV3M3_KEYS
 from .segmentor import Segmentor
 from .spunet import SPUNET_KEYS
 
 # Config keys (``model.<key>``) each backbone family takes besides name/preset/in_channels.
-BACKBONE_KEYS: dict[str, tuple[str, ...]] = {"spunet": SPUNET_KEYS, "ptv3": PTV3_KEYS}
+BACKBONE_KEYS: dict[str, tuple[str, ...]] = {
+    "spunet": SPUNET_KEYS, "ptv3": PTV3_KEYS, "ptv3m2": PTV3M2_KEYS, "ptv3m3": PTV3M3_KEYS,
+}
 BACKBONE_KEYS["minkunet"] = BACKBONE_KEYS["spunet"]
 
 
@@ -65,6 +67,10 @@ def build_model_from_cfg(cfg: DictConfig, device: torch.device | str | None = "c
     num_classes = class_table(cfg.data.label_set).num_classes
     model = build_model(cfg.model.name, num_classes=num_classes, in_channels=cfg.model.in_channels,
                         preset=cfg.model.preset, device=device, **model_overrides(cfg))
+    if cfg.model.get("freeze_backbone"):
+        # Linear probing: the backbone's weights stay as loaded; only the head (and terms) train.
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
     momentum = cfg.model.get("bn_momentum")
     if momentum is not None:
         if not 0.0 < float(momentum) <= 1.0:

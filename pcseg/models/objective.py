@@ -59,8 +59,8 @@ class TrainingModel(nn.Module):
         self.terms = nn.ModuleDict(terms)
 
     def forward(self, grid_coord: torch.Tensor, batch: torch.Tensor, feat: torch.Tensor,
-                segment: torch.Tensor | None = None) -> dict:
-        out = self.segmentor(grid_coord, batch, feat)
+                coord: torch.Tensor | None = None, segment: torch.Tensor | None = None) -> dict:
+        out = self.segmentor(grid_coord, batch, feat, coord)
         if self.training and segment is not None and len(self.terms):
             out["terms"] = {name: term(out["feat"], segment, out["logits"]) for name, term in self.terms.items()}
         return out

@@ -142,6 +142,7 @@ class SerializedAttention(nn.Module):
         qk_scale: float | None = None,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        rope: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if channels % num_heads != 0:
@@ -156,6 +157,7 @@ class SerializedAttention(nn.Module):
         self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.rope = rope  # PT-v3m3's rotary position encoding (:mod:`.ptv3_rope`), else None
 
     def _attend(
         self, qkv: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor | None
@@ -175,9 +177,18 @@ class SerializedAttention(nn.Module):
         )
         return out.transpose(1, 2).reshape(b * length, self.channels)
 
-    def forward(self, x: torch.Tensor, gather: PatchGather) -> torch.Tensor:
-        """``x`` (N, C) in point-row order -> (N, C), same rows."""
+    def forward(
+        self, x: torch.Tensor, gather: PatchGather, coord: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x`` (N, C) in point-row order -> (N, C), same rows; ``coord`` (N, 3) feeds ``rope``."""
         qkv = self.qkv(x)
+        if self.rope is not None:
+            if coord is None:
+                raise ValueError("rotary position encoding needs the point coordinates (coord)")
+            h, d = self.num_heads, self.channels // self.num_heads
+            q, k, v = qkv.view(-1, 3, h, d).unbind(1)
+            q, k = self.rope(q, k, coord)
+            qkv = torch.stack((q, k, v), 1).view(-1, 3 * self.channels)
         parts = []
         if gather.full.numel():
             parts.append(self._attend(qkv, gather.full, None))

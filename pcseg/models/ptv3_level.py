@@ -35,8 +35,12 @@ class Level:
         num_scenes: int,
         patch_rule: str,
         parent_index: torch.Tensor | None = None,
+        coord: torch.Tensor | None = None,
+        orders: tuple[str, ...] = (),
     ) -> None:
         self.grid_coord = grid_coord
+        self.coord = coord  # (N, 3) point coordinates, for rotary position encoding (PT-v3m3)
+        self.orders = orders  # names of the serialization orders, for levels that re-serialize
         self.batch = batch
         self.ser = ser
         self.num_scenes = num_scenes
@@ -115,4 +119,5 @@ def pool_level(level: Level, shift: int, perm: OrderPerm = None) -> Level:
         level.num_scenes,
         level.patch_rule,
         parent_index=cluster,
+        orders=level.orders,
     )

@@ -24,9 +24,25 @@ class Segmentor(nn.Module):
         self.feat_dim: int = int(backbone.out_channels)
         self.head = LinearHead(self.feat_dim, num_classes)
 
+    @property
+    def uses_coord(self) -> bool:
+        """Whether ``forward`` needs ``coord`` (PT-v3m3's rotary position encoding)."""
+        return bool(getattr(self.backbone, "uses_coord", False))
+
     def forward(
-        self, grid_coord: torch.Tensor, batch: torch.Tensor, feat: torch.Tensor
+        self,
+        grid_coord: torch.Tensor,
+        batch: torch.Tensor,
+        feat: torch.Tensor,
+        coord: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``feat``: (N, D) last-layer features; ``logits``: (N, K), rows in input order."""
-        f = self.backbone(grid_coord, batch, feat)
+        """``feat``: (N, D) last-layer features; ``logits``: (N, K), rows in input order.
+
+        ``coord`` (N, 3), the voxels' point coordinates, is passed on only to a backbone that
+        reads them (``uses_coord``).
+        """
+        if self.uses_coord:
+            f = self.backbone(grid_coord, batch, feat, coord=coord)
+        else:
+            f = self.backbone(grid_coord, batch, feat)
         return {"feat": f, "logits": self.head(f)}
