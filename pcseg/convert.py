@@ -1,11 +1,19 @@
-"""``python -m pcseg.convert SRC.pth OUT.pth --cfg CFG [key=value ...]``: Pointcept PTv3 -> pcseg.
+"""``python -m pcseg.convert SRC.pth OUT.pth --cfg CFG [key=value ...]``: Pointcept PTv3 weights -> pcseg.
 
-SRC is a Pointcept checkpoint (``DefaultSegmentorV2`` with a ``PT-v3m1`` backbone: a dict
-with ``state_dict``, keys with or without ``module.``). CFG describes the network and its
-input (e.g. ``configs/scannet200_ptv3.yaml``). Every source tensor must land on exactly one
-pcseg tensor of the same shape; otherwise the unmatched and missing names are listed and
-nothing is written. OUT is an ordinary pcseg checkpoint (weights + resolved config) that
-``pcseg.test``, ``pcseg.analyze``, submission and ``train.init_from`` accept.
+SRC is any published layout of Pointcept-family PTv3 weights (PT-v3m1, Sonata/Concerto's
+PT-v3m2, Utonia's PT-v3m3):
+
+* a Pointcept segmentor checkpoint (``model_best.pth``: ``[module.]backbone.*`` + ``seg_head.*``)
+  becomes an ordinary pcseg checkpoint with the same logits, for ``pcseg.test``, ``pcseg.analyze``,
+  submission and ``train.init_from``;
+* a pretraining checkpoint (``pretrain-*.pth``: ``module.student.backbone.*``) or a standalone
+  encoder file (``sonata.pth``, ``concerto_*.pth``, ``utonia.pth``) becomes an *encoder
+  checkpoint*: the stem and encoder only, for ``train.init_from`` (decoder and head start fresh).
+  The teacher, the pretraining heads and the mask token are left out and listed.
+
+CFG describes the network and its input (e.g. ``configs/scannet200_sonata_ft.yaml``). Every
+converted tensor must land on exactly one pcseg tensor of the same shape; otherwise the
+unmatched and missing names are listed and nothing is written.
 """
 from __future__ import annotations
 
@@ -17,65 +25,76 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pcseg.engine.checkpoint import ENCODER_KIND
 from pcseg.engine.config import ConfigError, load_config
+from pcseg.models.pointcept import PointceptSpec
+from pcseg.models.pointcept_layouts import SourceWeights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pcseg.convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", type=Path, help="Pointcept checkpoint (model_best.pth / model_last.pth)")
+    p.add_argument("src", type=Path, help="Pointcept checkpoint, pretraining checkpoint or encoder file")
     p.add_argument("out", type=Path, help="pcseg checkpoint to write")
     p.add_argument("--cfg", required=True, help="pcseg config of the same network, e.g. configs/scannet200_ptv3.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.compat=v1.5.1 data.color_range=[0,1]")
     return p.parse_intermixed_args(argv)
 
 
-def read_pointcept_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict of a Pointcept checkpoint and its other scalar entries (epoch, best metric)."""
+def read_weights(path: Path) -> SourceWeights:
+    """The weights of ``path`` under Pointcept's segmentor names, whatever its layout."""
     from pcseg.engine.checkpoint import safe_load
+    from pcseg.models.pointcept_layouts import split_layout
 
     obj = safe_load(path, what="Pointcept checkpoint")  # never unpickles code (no unsafe retry)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
-    state = obj.get("state_dict", obj)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} has no 'state_dict' of tensors (keys: {sorted(obj)[:10]})")
-    meta = {k: v for k, v in obj.items() if k != "state_dict" and isinstance(v, (int, float, str))}
-    return state, meta
+    return split_layout(obj, what=str(path))
+
+
+def read_pointcept_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict of a Pointcept checkpoint and its other scalar entries (epoch, best metric)."""
+    weights = read_weights(path)
+    return weights.state, weights.meta
 
 
 def _effective_backbone(cfg: DictConfig) -> dict[str, Any]:
     from pcseg.models import PRESETS
     from pcseg.models.from_config import model_overrides
 
-    presets, default = PRESETS["ptv3"]
+    presets, default = PRESETS[str(cfg.model.name).lower()]
     return {**presets[cfg.model.preset or default], **model_overrides(cfg)}
 
 
-def check_against_config(state: dict[str, torch.Tensor], cfg: DictConfig) -> None:
-    """What the weights determine (widths, depths, inputs, classes) must equal the config's;
-    the error says which overrides make them agree."""
+def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: bool = False) -> None:
+    """What the weights determine (generation, widths, depths, inputs, classes) must equal the
+    config's; the error says which overrides make them agree."""
     from pcseg.data.classes import table as class_table
-    from pcseg.models.pointcept import infer_ptv3_spec
 
-    if str(cfg.model.name).lower() != "ptv3":
-        raise ValueError(f"model.name={cfg.model.name}: Pointcept PTv3 checkpoints convert to model.name=ptv3 "
-                         "(use --cfg configs/scannet200_ptv3.yaml)")
-    spec = infer_ptv3_spec(state)
+    name = str(cfg.model.name).lower()
+    if name != spec.model_name:
+        example = {"ptv3": "scannet200_ptv3", "ptv3m2": "scannet200_sonata_ft", "ptv3m3": "scannet200_utonia_ft"}
+        raise ValueError(f"model.name={cfg.model.name}: these are PT-{spec.generation} weights, which convert to "
+                         f"model.name={spec.model_name} (e.g. --cfg configs/{example[spec.model_name]}.yaml)")
     mine = _effective_backbone(cfg)
     fixes = []
     for key, value in spec.backbone.items():
-        if key == "stride":
-            continue  # only its length is known, and the depths already fix that
+        if key == "stride" or (encoder_only and key.startswith("dec_")):
+            continue  # the stride's values are not recorded; an encoder says nothing of the decoder
         have = mine.get(key)
         have = tuple(have) if isinstance(have, (list, tuple)) else have
+        if key == "rope_base":
+            if value is not None and (have is None or abs(float(have) - value) > 1e-3 * value):
+                fixes.append(f"model.rope_base={value:g} (config: {have})")
+            continue
         if have != value:
             fixes.append(f"model.{key}={list(value) if isinstance(value, tuple) else value} (config: {have})")
+    if spec.generation != "v3m1" and spec.layer_scale != (mine.get("layer_scale") is not None):
+        fixes.append("model.layer_scale=1.0e-5 (the weights have LayerScale)" if spec.layer_scale
+                     else "model.layer_scale=null (the weights have no LayerScale)")
     if spec.in_channels != cfg.model.in_channels:
         fixes.append(f"model.in_channels={spec.in_channels} (config: {cfg.model.in_channels}) and data.feat_keys "
                      "to match")
     k = class_table(cfg.data.label_set).num_classes
-    if spec.num_classes != k:
+    if not encoder_only and spec.num_classes != k:
         fixes.append(f"data.label_set for {spec.num_classes} classes (config: {cfg.data.label_set}, {k} classes)")
     if fixes:
         raise ValueError("the checkpoint's network differs from the config; override:\n  " + "\n  ".join(fixes))
@@ -86,24 +105,33 @@ def convert(src: Path, out: Path, cfg: DictConfig) -> dict[str, Any]:
     from pcseg.data.classes import table as class_table
     from pcseg.engine.checkpoint import save_checkpoint
     from pcseg.models.from_config import build_model_from_cfg
-    from pcseg.models.pointcept import convert_state_dict
+    from pcseg.models.pointcept import convert_state_dict, infer_ptv3_spec
 
-    state, meta = read_pointcept_state(src)
-    check_against_config(state, cfg)
+    weights = read_weights(src)
+    spec = infer_ptv3_spec(weights.state)
+    encoder_only = not weights.has_head
+    check_against_config(spec, cfg, encoder_only)
     model = build_model_from_cfg(cfg)
-    mapped = convert_state_dict(state, model)
-    model.load_state_dict(mapped, strict=True)
-    save_checkpoint(out, {
-        "model": model.state_dict(),
+    mapped = convert_state_dict(weights.state, model, encoder_only=encoder_only)
+    model.load_state_dict(mapped, strict=not encoder_only)
+    fmt = f"pointcept {weights.layout}, PT-{spec.generation}" + (" encoder" if encoder_only else "")
+    ckpt: dict[str, Any] = {
+        "model": mapped if encoder_only else model.state_dict(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "num_classes": class_table(cfg.data.label_set).num_classes,
         "label_set": cfg.data.label_set,
-        "converted_from": {"path": str(src), "format": "pointcept DefaultSegmentorV2 + PT-v3m1", **meta},
-    })
-    return {"tensors": len(mapped), "parameters": sum(p.numel() for p in model.parameters()), **meta}
+        "converted_from": {"path": str(src), "format": fmt, "ignored": weights.ignored, **weights.meta},
+    }
+    if encoder_only:
+        ckpt["kind"] = ENCODER_KIND
+    save_checkpoint(out, ckpt)
+    return {"tensors": len(mapped), "parameters": sum(v.numel() for v in mapped.values()),
+            "encoder_only": encoder_only, "format": fmt, "ignored": weights.ignored, **weights.meta}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pcseg.models.pointcept_layouts import summarize_names
+
     args = parse_args(argv)
     if args.out.is_dir() or (args.out.parent.exists() and not args.out.parent.is_dir()):
         print(f"error: OUT {args.out} must be a file path in a folder (it is "
@@ -116,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}\nnothing was written", file=sys.stderr)
         return 2
     d = cfg.data
-    print(f"wrote {args.out}: {summary['tensors']} tensors, {summary['parameters'] / 1e6:.1f} M parameters"
+    what = "encoder checkpoint (stem + encoder; fine-tune it with train.init_from)" if summary["encoder_only"] else "checkpoint"
+    print(f"wrote {args.out}: {what} from a {summary['format']}, {summary['tensors']} tensors, "
+          f"{summary['parameters'] / 1e6:.1f} M parameters"
           + (f", Pointcept epoch {summary['epoch']}" if "epoch" in summary else ""))
-    print(f"expects feat = {list(d.feat_keys)} with colour mapped to {list(d.color_range)}, {d.grid_size} m voxels; "
-          f"block structure: Pointcept {cfg.model.compat or 'main'} (model.compat)")
+    if summary["ignored"]:
+        print(f"left out {len(summary['ignored'])} tensors: {summarize_names(summary['ignored'])}")
+    print(f"expects feat = {list(d.feat_keys)} with colour mapped to {list(d.color_range)}, {d.grid_size} m voxels"
+          + (f"; block structure: Pointcept {cfg.model.compat or 'main'} (model.compat)"
+             if str(cfg.model.name).lower() == "ptv3" else ""))
     return 0
 
 

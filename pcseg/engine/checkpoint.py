@@ -26,6 +26,11 @@ import torch
 from pcseg.utils.atomic import atomic_path
 
 
+# ``kind`` of a checkpoint that holds a pretrained stem + encoder only (``python -m pcseg.convert`` of a
+# Sonata/Concerto/Utonia encoder): ``train.init_from`` accepts it, evaluation needs a whole segmentor.
+ENCODER_KIND = "encoder"
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: unreadable, truncated, or it needs types a safe load refuses.
     The message names the file."""

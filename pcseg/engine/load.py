@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from pcseg.engine.checkpoint import load_checkpoint
+from pcseg.engine.checkpoint import ENCODER_KIND, load_checkpoint
 from pcseg.engine.config import load_config
 from pcseg.models.from_config import build_model_from_cfg
 from pcseg.models.segmentor import Segmentor
@@ -29,6 +29,9 @@ def load_segmentor(path: str | Path, device: torch.device | str = "cpu") -> tupl
     if not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
         raise ValueError(f"{path} is not a pcseg checkpoint (no 'config' and 'model'); "
                          "convert Pointcept checkpoints with python -m pcseg.convert")
+    if ckpt.get("kind") == ENCODER_KIND:
+        raise ValueError(f"{path} is an encoder checkpoint (a pretrained stem + encoder, no decoder or classifier): "
+                         "fine-tune it first with train.init_from, then evaluate the run's best.pth")
     cfg = load_config(ckpt["config"])
     model = build_model_from_cfg(cfg, device)
     model.load_state_dict(ckpt["model"])

@@ -26,8 +26,8 @@ from pcseg.data.pipelines import train_transform_list, val_transform_list
 from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
-from pcseg.engine.checkpoint import (load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state,
-                                     term_states)
+from pcseg.engine.checkpoint import (ENCODER_KIND, load_checkpoint, model_state, rng_state, save_checkpoint,
+                                     set_rng_state, term_states)
 from pcseg.engine.config import resume_differences, save_config
 from pcseg.engine.logger import MetricsWriter, get_logger
 from pcseg.engine.objective import build_objective, scene_prior_source
@@ -36,6 +36,8 @@ from pcseg.engine.sync_bn import convert_sync_bn
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models.from_config import build_model_from_cfg
 from pcseg.models.objective import TrainingModel
+from pcseg.models.pointcept import ENCODER_PREFIXES
+from pcseg.models.pointcept_layouts import summarize_names
 from pcseg.models.spconv_compat import set_conv_algo
 from pcseg.nc.metrics import pairwise_cosines
 from pcseg.nc.terms import TermContext
@@ -226,8 +228,10 @@ class Trainer:
         """Start from another run's (or a converted) model weights; optimizer and schedule start fresh.
 
         The point classifier is kept when the checkpoint was trained on the same classes and
-        re-initialised otherwise; any other missing, unexpected or differently shaped tensor is
-        an error that names them, since it means a different network.
+        re-initialised otherwise. An encoder checkpoint (a converted Sonata/Concerto/Utonia
+        encoder) gives the stem and encoder; the decoder and the classifier start fresh. Any
+        other missing, unexpected or differently shaped tensor is an error that names them,
+        since it means a different network.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
         if "model" not in ckpt:
@@ -235,11 +239,17 @@ class Trainer:
                              "convert Pointcept checkpoints with python -m pcseg.convert)")
         source = ckpt["model"]
         target = self.model.state_dict()
-        same_classes = ckpt.get("label_set", self.cfg.data.label_set) == self.cfg.data.label_set and all(
-            k not in source or source[k].shape == v.shape for k, v in target.items() if k.startswith("head."))
-        if not same_classes:
-            source = {k: v for k, v in source.items() if not k.startswith("head.")}
-        missing = [k for k in target if k not in source and (same_classes or not k.startswith("head."))]
+        encoder = ckpt.get("kind") == ENCODER_KIND
+        if encoder:
+            fresh = [k for k in target if not k.startswith(ENCODER_PREFIXES)]
+            same_classes = True
+        else:
+            same_classes = ckpt.get("label_set", self.cfg.data.label_set) == self.cfg.data.label_set and all(
+                k not in source or source[k].shape == v.shape for k, v in target.items() if k.startswith("head."))
+            if not same_classes:
+                source = {k: v for k, v in source.items() if not k.startswith("head.")}
+            fresh = [] if same_classes else [k for k in target if k.startswith("head.")]
+        missing = [k for k in target if k not in source and k not in fresh]
         unexpected = [k for k in source if k not in target]
         shapes = [f"{k} {tuple(source[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                   if k in source and source[k].shape != v.shape]
@@ -248,6 +258,12 @@ class Trainer:
                              f"missing {missing[:8]}, unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}; "
                              "use the model settings it was trained with")
         self.model.load_state_dict(source, strict=False)
+        if encoder:
+            origin = ckpt.get("converted_from", {}).get("format", "encoder checkpoint")
+            self._notes.append(f"initialised from {path} ({origin}): {len(source)} tensors of the stem and encoder "
+                               f"({summarize_names(list(source), 3)}); fresh: {len(fresh)} tensors "
+                               f"({summarize_names(fresh, 2)})")
+            return
         self._notes.append(f"initialised from {path}" + ("" if same_classes else
                            " (classes differ: the point classifier starts fresh)"))
 
