@@ -156,14 +156,17 @@ def test_arms_table_pairs_every_arm_with_ce() -> None:
         return {m.key: (miou if m.percent else 0.5) for m in study.METRICS}
 
     runs = {"ce": {0: run(0.30), 1: run(0.32), 2: run(0.31)},
-            "focal": {0: run(0.31), 1: run(0.34), 2: run(0.31)}}
+            "focal": {0: run(0.31), 1: run(0.34), 2: run(0.31)},
+            "la": {0: run(0.28), 1: run(0.30), 2: run(0.29)}}
     arms = summarize_study(runs)
     assert arms["focal"]["paired"]["miou"]["per_seed"] == pytest.approx({"0": 0.01, "1": 0.02, "2": 0.0})
     assert "paired" not in arms["ce"]
-    lines = arms_table(arms, {"ce": "CE", "focal": "focal"}).splitlines()
+    lines = arms_table(arms, {"ce": "CE", "focal": "focal", "la": "LA"}).splitlines()
     assert lines[2].startswith("| CE | 31.00 ± 1.00 | (baseline)")
     row = lines[3]
-    assert row.startswith("| focal | 32.00 ± 1.73 | **+1.00** [") and "+1.00, +2.00, +0.00" in row
+    # bold only where the interval excludes 0: +1.00 [-1.48, +3.48] is not, -2.00 [-2.00, -2.00] is
+    assert row.startswith("| focal | 32.00 ± 1.73 | +1.00 [") and "+1.00, +2.00, +0.00" in row
+    assert lines[4].startswith("| LA | 29.00 ± 1.00 | **−2.00** [")
     sd = arms["focal"]["paired"]["miou"]["std"]
     assert row.endswith(f"| {stats.pairs_needed(sd, 0.01)} / {stats.pairs_needed(sd, 0.01)} / "
                         f"{stats.pairs_needed(sd, 0.005)} |")

@@ -60,7 +60,9 @@ def _diff_cell(p: dict[str, Any], percent: bool) -> str:
         return "–"
     ci = p["ci95"]
     inner = f" [{fmt_value(ci[0], percent, True)}, {fmt_value(ci[1], percent, True)}]" if ci else ""
-    return f"**{fmt_value(p['mean'], percent, True)}**{inner}"
+    mean = fmt_value(p["mean"], percent, True)
+    # Bold only what the interval separates from no difference.
+    return f"**{mean}**{inner}" if ci and (ci[0] > 0 or ci[1] < 0) else f"{mean}{inner}"
 
 
 TABLE_DIFFS = ("miou_head", "miou_common", "miou_tail", "macc", "maxangle_means")
