@@ -57,11 +57,17 @@ def read_pointcept_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def _effective_backbone(cfg: DictConfig) -> dict[str, Any]:
-    from pcseg.models import PRESETS
+    """The backbone's constructor arguments: its defaults, then the preset, then ``model.*``."""
+    import inspect
+
+    from pcseg.models import MODELS, PRESETS
     from pcseg.models.from_config import model_overrides
 
-    presets, default = PRESETS[str(cfg.model.name).lower()]
-    return {**presets[cfg.model.preset or default], **model_overrides(cfg)}
+    name = str(cfg.model.name).lower()
+    presets, default = PRESETS[name]
+    defaults = {k: p.default for k, p in inspect.signature(MODELS[name].__init__).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    return {**defaults, **presets[cfg.model.preset or default], **model_overrides(cfg)}
 
 
 def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: bool = False) -> None:

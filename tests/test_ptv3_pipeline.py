@@ -1,5 +1,6 @@
-"""PTv3 everywhere the MinkUNet goes: training with CeCo, DDP, pcseg.test (TTA + fragments),
-pcseg.analyze, and fine-tuning a converted Pointcept checkpoint (the three-command path)."""
+"""PTv3 (PT-v3m1, and Sonata/Concerto's v3m2 and Utonia's v3m3) everywhere the MinkUNet goes:
+training with CeCo, DDP, pcseg.test (TTA + fragments), pcseg.analyze, and fine-tuning a converted
+Pointcept checkpoint (the three-command path)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from pcseg.engine.trainer import Trainer
 from tests.conftest import REPO, ddp_train_rank, free_port, tiny_overrides
 
 CFG = REPO / "configs" / "synthetic_ptv3.yaml"
+BACKBONES = {"ptv3": "PTv3", "ptv3m2": "PTv3M2", "ptv3m3": "PTv3M3"}
 
 
 def _ptv3_overrides(root: Path, out: Path, **extra: object) -> list[str]:
@@ -27,12 +29,14 @@ def _ptv3_overrides(root: Path, out: Path, **extra: object) -> list[str]:
     return tiny_overrides(root, out, **base)
 
 
-@pytest.fixture(scope="module")
-def ptv3_ceco_run(small_caches, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ptv3_ceco")
-    cfg = load_config(CFG, _ptv3_overrides(small_caches, out, **{"ceco.enabled": "true", "ceco.dim": 199}))
+@pytest.fixture(scope="module", params=sorted(BACKBONES))
+def ptv3_ceco_run(request, small_caches, tmp_path_factory) -> Path:
+    name = request.param
+    out = tmp_path_factory.mktemp(f"{name}_ceco")
+    cfg = load_config(CFG, _ptv3_overrides(small_caches, out, **{"ceco.enabled": "true", "ceco.dim": 199,
+                                                                 "model.name": name}))
     trainer = Trainer(cfg)
-    assert type(trainer.model.backbone).__name__ == "PTv3" and "ceco" in trainer.objective.terms
+    assert type(trainer.model.backbone).__name__ == BACKBONES[name] and "ceco" in trainer.objective.terms
     trainer.fit()
     return out
 
@@ -43,7 +47,7 @@ def test_ptv3_trains_with_ceco(ptv3_ceco_run) -> None:
     assert train and all("loss_center" in r and r["loss"] == r["loss"] for r in train)
     assert any(r["type"] == "val" and r["miou"] is not None for r in recs)
     ckpt = load_checkpoint(ptv3_ceco_run / "last.pth")
-    assert ckpt["config"]["model"]["name"] == "ptv3" and "ceco" in ckpt["terms"]
+    assert ckpt["config"]["model"]["name"] in BACKBONES and "ceco" in ckpt["terms"]
     # the recipe's block learning rate: every block parameter at 0.1 x optim.lr
     groups = ckpt["optimizer"]["param_groups"]
     assert len(groups) == 2 and groups[1]["keyword"] == "block"
@@ -64,8 +68,10 @@ def test_ptv3_test_with_tta_and_fragments_and_analyze(ptv3_ceco_run, small_cache
     assert nc["nc1"] is not None and nc["equiangularity_classifier"] is not None
 
 
-def test_ptv3_ddp_two_processes(small_caches, tmp_path) -> None:
-    overrides = _ptv3_overrides(small_caches, tmp_path / "run", **{"train.epochs": 1, "train.eval_every": 0})
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_ptv3_ddp_two_processes(name, small_caches, tmp_path) -> None:
+    overrides = _ptv3_overrides(small_caches, tmp_path / "run", **{"train.epochs": 1, "train.eval_every": 0,
+                                                                    "model.name": name})
     mp.spawn(ddp_train_rank, args=(2, free_port(), str(CFG), overrides, str(tmp_path)), nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt")["model"] for r in (0, 1))
     params = [k for k in a if "running_" not in k and "num_batches" not in k]  # BatchNorm stats are per rank

@@ -11,17 +11,20 @@ from omegaconf import DictConfig
 def param_groups(cfg: DictConfig, named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> list[dict]:
     """Parameter groups by name: ``optim.param_groups`` entries ``{keyword, lr_scale}`` take the
     parameters whose name contains the keyword (first match wins), at ``optim.lr x lr_scale``;
-    everything else forms the first group at ``optim.lr``. Groups that match nothing are an
-    error, so a misspelt keyword cannot silently train everything at one rate."""
+    everything else forms the first group at ``optim.lr``. A keyword that matches no parameter
+    is an error, so a misspelt keyword cannot silently train everything at one rate; one that
+    matches only frozen parameters (``model.freeze_backbone``) leaves its group out."""
     rules = list(cfg.optim.param_groups)
     groups = [{"params": [], "lr": cfg.optim.lr, "keyword": None}]
     groups += [{"params": [], "lr": cfg.optim.lr * r.lr_scale, "keyword": r.keyword} for r in rules]
+    matched: set[int] = set()
     for name, p in named_params:
-        if not p.requires_grad:
-            continue
         hit = next((i for i, r in enumerate(rules) if r.keyword and r.keyword in name), None)
-        groups[0 if hit is None else hit + 1]["params"].append(p)
-    empty = [g["keyword"] for g in groups[1:] if not g["params"]]
+        if hit is not None:
+            matched.add(hit)
+        if p.requires_grad:
+            groups[0 if hit is None else hit + 1]["params"].append(p)
+    empty = [r.keyword for i, r in enumerate(rules) if i not in matched]
     if empty:
         raise ValueError(f"optim.param_groups: no parameter name contains {empty}; "
                          "check the keyword against the model's parameter names")

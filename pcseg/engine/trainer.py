@@ -261,7 +261,7 @@ class Trainer:
         if encoder:
             origin = ckpt.get("converted_from", {}).get("format", "encoder checkpoint")
             self._notes.append(f"initialised from {path} ({origin}): {len(source)} tensors of the stem and encoder "
-                               f"({summarize_names(list(source), 3)}); fresh: {len(fresh)} tensors "
+                               f"({summarize_names(list(source), 2)}); fresh: {len(fresh)} tensors "
                                f"({summarize_names(fresh, 2)})")
             return
         self._notes.append(f"initialised from {path}" + ("" if same_classes else
