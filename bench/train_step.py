@@ -9,9 +9,15 @@ with AMP. ``--ceco`` adds the cost of the CeCo branch as a share of the step.
 (lr 0.01, Nesterov momentum 0.9, wd 1e-4).
 ``--model ptv3``: PTv3 ``scannet200`` preset, input color+normal (6 channels), AdamW
 (lr 0.006, wd 0.05, transformer-block parameters at 0.1x, as configs/scannet200_ptv3.yaml).
-Both use the cross-entropy loss only. ``--scenes N`` changes the CPU batch (default 2).
+``--model ptv3m2``: the Sonata fine-tuning network (``sonata`` preset: PT-v3m2 encoder with a
+fresh decoder), input coord+color+normal, AdamW as configs/scannet200_sonata_ft.yaml.
+``--model ptv3m3``: the Utonia one (``utonia`` preset, rotary encoding), coordinates halved
+before a 1 cm grid as configs/scannet200_utonia_ft.yaml.
+All use the cross-entropy loss only. ``--scenes N`` changes the CPU batch (default 2),
+``--point-max N`` keeps each scene's N voxels nearest its centre.
 
-``python bench/train_step.py [--model spunet|ptv3] [--steps 2] [--scenes 2] [--preset NAME] [--ceco]``
+``python bench/train_step.py [--model spunet|ptv3|ptv3m2|ptv3m3] [--steps 2] [--scenes 2] [--point-max N]
+[--preset NAME] [--ceco]``
 """
 from __future__ import annotations
 
@@ -47,20 +53,27 @@ def make_caches(tmp: Path, scenes: int) -> Path:
     return out
 
 
-# Per model: input features, default preset, optimizer settings.
+# Per model: input features, default preset, optimizer settings, voxel grid and coordinate scale.
 MODELS = {
     "spunet": {"feat_keys": ("coord", "color", "normal"), "in_channels": 9, "preset": "minkunet34c",
                "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}},
     "ptv3": {"feat_keys": ("color", "normal"), "in_channels": 6, "preset": "scannet200",
              "optim": {"name": "adamw", "lr": 0.006, "weight_decay": 0.05, "block_lr_scale": 0.1}},
+    "ptv3m2": {"feat_keys": ("coord", "color", "normal"), "in_channels": 9, "preset": "sonata",
+               "optim": {"name": "adamw", "lr": 0.002, "weight_decay": 0.02, "block_lr_scale": 0.1}},
+    "ptv3m3": {"feat_keys": ("coord", "color", "normal"), "in_channels": 9, "preset": "utonia", "grid": 0.01,
+               "scale": 0.5, "optim": {"name": "adamw", "lr": 0.002, "weight_decay": 0.05, "block_lr_scale": 0.02}},
 }
 
 
 def voxel_batch(root: Path, n: int, grid: float = 0.02,
-                feat_keys: tuple[str, ...] = ("coord", "color", "normal"), point_max: int | None = None) -> dict:
-    """n training scenes voxelized at ``grid`` (one point per voxel, no augmentation); no crop
-    unless ``point_max`` is given (then the ``point_max`` voxels nearest each scene's centre)."""
-    tf = [{"type": "CenterShift", "apply_z": True}, {"type": "GridSample", "grid_size": grid, "mode": "train"}]
+                feat_keys: tuple[str, ...] = ("coord", "color", "normal"), point_max: int | None = None,
+                scale: float = 1.0) -> dict:
+    """n training scenes voxelized at ``grid`` (one point per voxel, no augmentation) after scaling
+    the coordinates by ``scale``; no crop unless ``point_max`` is given (then the ``point_max``
+    voxels nearest each scene's centre)."""
+    tf = [{"type": "RandomScale", "scale": [scale, scale]}] if scale != 1.0 else []
+    tf += [{"type": "CenterShift", "apply_z": True}, {"type": "GridSample", "grid_size": grid, "mode": "train"}]
     if point_max:
         tf.append({"type": "SphereCrop", "point_max": point_max, "mode": "center"})
     tf += [{"type": "NormalizeColor"}, {"type": "ToFeatures", "feat_keys": list(feat_keys)}]
@@ -94,7 +107,7 @@ def time_steps(model, batch, device, steps: int, amp: torch.dtype | None, name: 
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = model(b["grid_coord"], b["batch"], b["feat"])
+            out = model(b["grid_coord"], b["batch"], b["feat"], b.get("coord"))
             loss = crit(out["logits"], b["segment"])
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -117,7 +130,7 @@ def ceco_overhead(model, batch, device, step_seconds: float, tag: str, reps: int
 
     b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     with torch.no_grad():
-        feat = model(b["grid_coord"], b["batch"], b["feat"])["feat"].float()
+        feat = model(b["grid_coord"], b["batch"], b["feat"], b.get("coord"))["feat"].float()
     head = CenterHead(feat.shape[1], 200).to(device)
     feat.requires_grad_(True)
     times = []
@@ -149,7 +162,8 @@ def main() -> None:
     ap.add_argument("--model", default="spunet", choices=sorted(MODELS))
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--scenes", type=int, default=2, help="scenes in the CPU batch (default 2)")
-    ap.add_argument("--preset", default=None, help="model preset (default minkunet34c / scannet200)")
+    ap.add_argument("--point-max", type=int, default=None, help="keep each scene's N voxels nearest its centre")
+    ap.add_argument("--preset", default=None, help="model preset (default: the model's recipe)")
     ap.add_argument("--ceco", action="store_true", help="also time the step with the CeCo center head")
     ap.add_argument("--transform-scenes", type=int, default=10)
     args = ap.parse_args()
@@ -175,11 +189,15 @@ def main() -> None:
         result["vertices_per_scene"] = int(np.mean([len(raw_ds[i]["coord"]) for i in range(len(raw_ds))]))
 
         cpu = torch.device("cpu")
-        batch = voxel_batch(root, args.scenes, feat_keys=feat_keys)
+        spec = MODELS[name]
+        batch = voxel_batch(root, args.scenes, spec.get("grid", 0.02), feat_keys, args.point_max, spec.get("scale", 1.0))
         voxel_key = "cpu_voxels_two_scenes" if args.scenes == 2 else f"cpu_voxels_{args.scenes}_scenes"
         result[voxel_key] = int(len(batch["feat"]))
+        if args.point_max:
+            result["point_max"] = args.point_max
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         model = build(preset, cpu, name)
+        result["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
         t = time_steps(model, batch, cpu, args.steps, None, name)
         result["cpu_step_seconds"] = round(float(np.median(t)), 3)
         result["cpu_step_seconds_all"] = [round(x, 3) for x in t]
@@ -190,7 +208,7 @@ def main() -> None:
 
         if torch.cuda.is_available():
             gpu = torch.device("cuda")
-            big = voxel_batch(root, 12, feat_keys=feat_keys)
+            big = voxel_batch(root, 12, spec.get("grid", 0.02), feat_keys, scale=spec.get("scale", 1.0))
             result["gpu_name"] = torch.cuda.get_device_name()
             result["gpu_voxels_batch12"] = int(len(big["feat"]))
             del model

@@ -70,9 +70,11 @@ def _effective_backbone(cfg: DictConfig) -> dict[str, Any]:
     return {**defaults, **presets[cfg.model.preset or default], **model_overrides(cfg)}
 
 
-def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: bool = False) -> None:
-    """What the weights determine (generation, widths, depths, inputs, classes) must equal the
-    config's; the error says which overrides make them agree."""
+def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: bool = False,
+                         stored: dict[str, Any] | None = None) -> None:
+    """What the weights determine (generation, widths, depths, inputs, classes), and what an
+    encoder file's ``stored`` constructor arguments say of orders, strides and heads, must equal
+    the config's; the error says which overrides make them agree."""
     from pcseg.data.classes import table as class_table
 
     name = str(cfg.model.name).lower()
@@ -96,6 +98,16 @@ def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: boo
     if spec.generation != "v3m1" and spec.layer_scale != (mine.get("layer_scale") is not None):
         fixes.append("model.layer_scale=1.0e-5 (the weights have LayerScale)" if spec.layer_scale
                      else "model.layer_scale=null (the weights have no LayerScale)")
+    if stored:
+        # An encoder file's own constructor arguments: what the shapes cannot tell must agree too.
+        for key in ("order", "stride", "enc_num_head", "pre_norm", "mlp_ratio"):
+            if key in stored:
+                want, have = stored[key], mine.get(key)
+                want = tuple(want) if isinstance(want, (list, tuple)) else want
+                have = tuple(have) if isinstance(have, (list, tuple)) else have
+                if want != have:
+                    fixes.append(f"model.{key}={list(want) if isinstance(want, tuple) else want} (the file's config; "
+                                 f"config: {list(have) if isinstance(have, tuple) else have})")
     if spec.in_channels != cfg.model.in_channels:
         fixes.append(f"model.in_channels={spec.in_channels} (config: {cfg.model.in_channels}) and data.feat_keys "
                      "to match")
@@ -116,7 +128,7 @@ def convert(src: Path, out: Path, cfg: DictConfig) -> dict[str, Any]:
     weights = read_weights(src)
     spec = infer_ptv3_spec(weights.state)
     encoder_only = not weights.has_head
-    check_against_config(spec, cfg, encoder_only)
+    check_against_config(spec, cfg, encoder_only, weights.config)
     model = build_model_from_cfg(cfg)
     mapped = convert_state_dict(weights.state, model, encoder_only=encoder_only)
     model.load_state_dict(mapped, strict=not encoder_only)

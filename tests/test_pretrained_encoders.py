@@ -106,6 +106,15 @@ def test_standalone_encoder_file_gives_the_same_encoder(encoder_ckpt, tmp_path) 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_standalone_file_config_must_agree_on_heads(tmp_path, capsys) -> None:
+    """Head counts leave no trace in the shapes; an encoder file's config states them."""
+    out = tmp_path / "enc.pth"
+    bad = _overrides(_case("m2_enc"), **{"model.enc_num_head": "[1,1,2,2,2]"})
+    assert convert_cli.main([str(_standalone_file(tmp_path)), str(out), "--cfg", str(CFG), *bad]) == 2
+    err = capsys.readouterr().err
+    assert "model.enc_num_head=[1, 2, 2, 2, 2] (the file's config" in err and not out.exists()
+
+
 def test_encoder_of_another_width_names_the_override(tmp_path, capsys) -> None:
     out = tmp_path / "enc.pth"
     bad = _overrides(_case("m2_enc"), **{"model.enc_channels": "[12,12,12,12,36]"})
