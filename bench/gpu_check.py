@@ -1,7 +1,8 @@
 """GPU correctness checks that a CPU-only CI cannot run; prints JSON (run it wherever CUDA exists).
 
-* PTv3 on CUDA against the Pointcept golden fixtures (tests/fixtures/ptv3), converted weights,
-  Pointcept's recorded pooling permutations replayed; max |logit difference| per case.
+* PTv3 on CUDA against the Pointcept golden fixtures (tests/fixtures/ptv3, and ptv3m2m3 for the
+  Sonata/Utonia generations), converted weights, Pointcept's recorded pooling permutations
+  replayed; max |logit difference| per case.
 * PTv3 serialization on CUDA equals the CPU golden codes, orders and inverses.
 * PTv3 and MinkUNet forward + backward under fp16 and bf16 autocast: finite outputs and gradients.
 
@@ -24,19 +25,28 @@ from pcseg.models.serialization import serialize  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ptv3"
 CASES = {"main_default": "main", "main_orders": "main", "v151": "v1.5.1"}
+# PT-v3m2/m3 fixtures: file -> (pcseg model name, Pointcept generation)
+LATER = {"m2_seg": ("ptv3m2", "v3m2"), "m2_enc": ("ptv3m2", "v3m2"), "m3_seg": ("ptv3m3", "v3m3")}
 
 
 def fixture_case(name: str, compat: str, dev: torch.device) -> dict:
-    case = torch.load(FIXTURES / f"case_{name}.pt", weights_only=True)
+    if name in LATER:
+        model_name, generation = LATER[name]
+        case = torch.load(ROOT / "tests" / "fixtures" / "ptv3m2m3" / f"{name}.pt", weights_only=True)
+        kwargs = ptv3_kwargs_from_config(case["model_cfg"], generation=generation)
+    else:
+        model_name = "ptv3"
+        case = torch.load(FIXTURES / f"case_{name}.pt", weights_only=True)
+        kwargs = ptv3_kwargs_from_config(case["model_cfg"], compat)
     cfg = case["model_cfg"]
-    model = build_model("ptv3", case["num_classes"], in_channels=cfg["in_channels"], device=dev,
-                        **ptv3_kwargs_from_config(cfg, compat)).eval()
+    model = build_model(model_name, case["num_classes"], in_channels=cfg["in_channels"], device=dev,
+                        **kwargs).eval()
     model.load_state_dict(convert_state_dict(case["state_dict"], model))
     set_conv_algo(model, dev)
     model.backbone.pooling_perms = [list(p) for p in case["pooling_perms"]]
     x = {k: v.to(dev) for k, v in case["inputs"].items() if torch.is_tensor(v)}
     with torch.no_grad():
-        logits = model(x["grid_coord"], x["batch"], x["feat"])["logits"].cpu()
+        logits = model(x["grid_coord"], x["batch"], x["feat"], x.get("coord"))["logits"].cpu()
     diff = (logits - case["logits"]).abs().max().item()
     tol = 1e-3 * (1 + case["logits"].abs().max().item())  # TF32 in implicit GEMM: 10x the CPU bound
     return {"max_abs_diff": diff, "tolerance": tol, "ok": diff <= tol}
@@ -58,8 +68,9 @@ def autocast_check(name: str, preset: str, in_ch: int, dtype: torch.dtype, dev: 
     gc = torch.unique(torch.randint(0, 60, (6000, 3), device=dev), dim=0).int()
     batch = (torch.arange(len(gc), device=dev) >= len(gc) // 3).long()
     feat = torch.randn(len(gc), in_ch, device=dev)
+    coord = gc.float() * 0.02  # read only by PT-v3m3's rotary encoding
     with torch.autocast("cuda", dtype=dtype):
-        out = model(gc, batch, feat)
+        out = model(gc, batch, feat, coord)
     out["logits"].float().square().mean().backward()
     finite_out = bool(torch.isfinite(out["logits"].float()).all())
     finite_grad = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
@@ -74,10 +85,13 @@ def main() -> int:
     result: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
     for name, compat in CASES.items():
         result[f"ptv3_fixture_{name}"] = fixture_case(name, compat, dev)
+    for name in LATER:
+        result[f"ptv3_fixture_{name}"] = fixture_case(name, "main", dev)
     result["serialization_cuda_equals_golden"] = serialization_check(dev)
     for dtype in (torch.float16, torch.bfloat16):
         tag = str(dtype).split(".")[-1]
-        result[f"ptv3_tiny_autocast_{tag}"] = autocast_check("ptv3", "tiny", 6, dtype, dev)
+        for model_name in ("ptv3", "ptv3m2", "ptv3m3"):
+            result[f"{model_name}_tiny_autocast_{tag}"] = autocast_check(model_name, "tiny", 6, dtype, dev)
         result[f"spunet_tiny_autocast_{tag}"] = autocast_check("spunet", "tiny", 9, dtype, dev)
     print(json.dumps(result, indent=1))
     return 0 if all(v.get("ok", True) for v in result.values() if isinstance(v, dict)) else 1
