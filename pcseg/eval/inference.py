@@ -193,8 +193,11 @@ def forward_scores(model: nn.Module, grid_coord: np.ndarray, feat: np.ndarray, d
     f = torch.from_numpy(np.ascontiguousarray(feat, dtype=np.float32)).to(device)
     batch = torch.zeros(gc.shape[0], dtype=torch.int64, device=device)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        c = None if coord is None else torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32)).to(device)
-        logits = model(gc, batch, f, c)["logits"]
+        if coord is not None and getattr(model, "uses_coord", False):
+            c = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32)).to(device)
+            logits = model(gc, batch, f, c)["logits"]
+        else:  # models that do not read coordinates keep the (grid_coord, batch, feat) call
+            logits = model(gc, batch, f)["logits"]
     return torch.softmax(logits.float(), dim=1)
 
 

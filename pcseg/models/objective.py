@@ -59,7 +59,8 @@ class TrainingModel(nn.Module):
         self.terms = nn.ModuleDict(terms)
 
     def forward(self, grid_coord: torch.Tensor, batch: torch.Tensor, feat: torch.Tensor,
-                coord: torch.Tensor | None = None, segment: torch.Tensor | None = None) -> dict:
+                segment: torch.Tensor | None = None, coord: torch.Tensor | None = None) -> dict:
+        """``coord`` reaches only backbones that read point coordinates (see ``Segmentor``)."""
         out = self.segmentor(grid_coord, batch, feat, coord)
         if self.training and segment is not None and len(self.terms):
             out["terms"] = {name: term(out["feat"], segment, out["logits"]) for name, term in self.terms.items()}
