@@ -168,6 +168,14 @@ def test_finetune_from_an_encoder_with_ceco(encoder_ckpt, small_caches, tmp_path
                           "train.progress=false"]) == 0
 
 
+def test_encoder_of_another_generation_is_refused(encoder_ckpt, small_caches, tmp_path) -> None:
+    """PT-v3m2 and m3 weights share names and shapes; the stored network name tells them apart."""
+    base = tiny_overrides(small_caches, tmp_path / "m3", **{"train.init_from": encoder_ckpt})
+    cfg = load_config(CFG, base + _overrides(_case("m2_enc"), "ptv3m3", **{"data.label_set": "segment200"}))
+    with pytest.raises(ValueError, match="model.name=ptv3m2 weights"):
+        Trainer(cfg)
+
+
 def test_linear_probe_keeps_the_encoder_and_reads_every_level(encoder_ckpt, small_caches, tmp_path) -> None:
     """A frozen encoder-only backbone: 2 steps change only the classifier; its features are the
     up-cast concatenation of Pointcept's linear-probing recipes (the fixture's); analyze runs."""

@@ -240,6 +240,13 @@ class Trainer:
         source = ckpt["model"]
         target = self.model.state_dict()
         encoder = ckpt.get("kind") == ENCODER_KIND
+        # PT-v3m2 and m3 weights have the same names and shapes: the stored network name decides.
+        stored = ckpt.get("config", {}).get("model", {}).get("name") if isinstance(ckpt.get("config"), dict) else None
+        alias = {"minkunet": "spunet"}
+        if stored is not None and alias.get(str(stored).lower(), str(stored).lower()) != alias.get(
+                str(self.cfg.model.name).lower(), str(self.cfg.model.name).lower()):
+            raise ValueError(f"train.init_from={path} holds model.name={stored} weights, this run is "
+                             f"model.name={self.cfg.model.name}: use a config of that network")
         if encoder:
             fresh = [k for k in target if not k.startswith(ENCODER_PREFIXES)]
             same_classes = True
