@@ -95,6 +95,10 @@ def check_against_config(spec: PointceptSpec, cfg: DictConfig, encoder_only: boo
             continue
         if have != value:
             fixes.append(f"model.{key}={list(value) if isinstance(value, tuple) else value} (config: {have})")
+    has_decoder = "dec_channels" in spec.backbone
+    if not encoder_only and spec.generation != "v3m1" and has_decoder == bool(mine.get("enc_mode")):
+        fixes.append("model.enc_mode=false (the weights have a decoder)" if has_decoder else
+                     "model.enc_mode=true (the weights have no decoder: a linear probe, e.g. model.preset=sonata_lin)")
     if spec.generation != "v3m1" and spec.layer_scale != (mine.get("layer_scale") is not None):
         fixes.append("model.layer_scale=1.0e-5 (the weights have LayerScale)" if spec.layer_scale
                      else "model.layer_scale=null (the weights have no LayerScale)")

@@ -143,6 +143,31 @@ def test_pointcept_segmentor_checkpoint_converts_to_identical_logits(tmp_path) -
     assert (logits - expected).abs().max() <= 1e-4 * (1 + expected.abs().max())
 
 
+def test_linear_probe_checkpoint_needs_the_encoder_only_network(tmp_path, capsys) -> None:
+    """A Pointcept linear-probe checkpoint (encoder + seg_head, no decoder) names model.enc_mode, then
+    converts to the fixture's logits."""
+    case = _case("m2_enc")
+    src = tmp_path / "model_best.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in case["state_dict"].items()}}, src)
+    out = tmp_path / "lin.pth"
+    assert convert_cli.main([str(src), str(out), "--cfg", str(CFG), *_overrides(case)]) == 2
+    assert "model.enc_mode=true" in capsys.readouterr().err and not out.exists()
+    overrides = _overrides(case, **{"model.enc_mode": "true", "data.label_set": "segment20"})
+    # the fixture's head has 13 classes; a 20-class label set needs a 20-row head
+    sd = torch.load(src, weights_only=True)["state_dict"]
+    g = torch.Generator().manual_seed(1)
+    sd["module.seg_head.weight"], sd["module.seg_head.bias"] = torch.randn(20, 72, generator=g), torch.zeros(20)
+    torch.save({"state_dict": sd}, src)
+    assert convert_cli.main([str(src), str(out), "--cfg", str(CFG), *overrides]) == 0
+    model, _ = load_segmentor(out)
+    model.backbone.pooling_perms = [list(p) for p in case["pooling_perms"]]
+    x = case["inputs"]
+    with torch.no_grad():
+        logits = model(x["grid_coord"], x["batch"], x["feat"], x["coord"])["logits"]
+    expected = case["feat"] @ sd["module.seg_head.weight"].T
+    assert (logits - expected).abs().max() <= 1e-4 * (1 + expected.abs().max())
+
+
 def test_an_encoder_checkpoint_is_not_evaluated(encoder_ckpt) -> None:
     with pytest.raises(ValueError, match="train.init_from"):
         load_segmentor(encoder_ckpt)
