@@ -3,7 +3,8 @@
 Predicts every mesh vertex of a split (test-time augmentation, fragments for scenes over
 the voxel budget), scores labelled splits by the benchmark protocol and writes
 ``OUT/metrics_<split>.json``; optionally writes a checked submission zip (``--submit``)
-and coloured PLY files (``--save-ply``). Runs single-process or under ``torchrun``
+coloured PLY files (``--save-ply``) and one self-contained web page per scene
+(``--save-html``: prediction, ground truth and errors in any browser). Runs single-process or under ``torchrun``
 (scenes split across ranks, confusion matrices summed).
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder with scannetv2_{train,val,test}.txt (default: RAW)")
     p.add_argument("--save-ply", type=Path, default=None, metavar="DIR",
                    help="write <scene>_pred.ply and <scene>_error.ply per scene")
+    p.add_argument("--save-html", type=Path, default=None, metavar="DIR",
+                   help="one self-contained web page per scene: prediction, ground truth, errors (any browser)")
     p.add_argument("--out", type=Path, default=None, help="folder for metrics_<split>.json (default: the checkpoint's)")
     p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.root=PATH train.device=cpu")
     return p.parse_intermixed_args(argv)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, path in (("--raw", args.raw), ("--splits", args.splits)):
         if path is not None and not path.is_dir():
             return _error(f"{flag} {path} {'is not a folder' if path.exists() else 'not found'}")
-    for flag, path in (("--out", args.out), ("--save-ply", args.save_ply)):
+    for flag, path in (("--out", args.out), ("--save-ply", args.save_ply), ("--save-html", args.save_html)):
         if path is not None and path.exists() and not path.is_dir():
             return _error(f"{flag} {path} is a file: pass a folder (it is created if missing)")
     if args.submit is not None and args.submit.is_dir():
@@ -169,6 +172,8 @@ def run(args: argparse.Namespace, cfg: DictConfig, ckpt: dict[str, Any], views: 
         print(f"{split} split has no labels: no metrics")
     if args.save_ply is not None:
         print(f"PLY files -> {args.save_ply}")
+    if args.save_html is not None:
+        print(f"web pages -> {args.save_html} (open <scene>.html in a browser; #mode=pred|gt|error)")
     if stage is None:
         return 0
     return write_staged_submission(args, cfg, stage, dataset.names, split)
@@ -226,11 +231,13 @@ def open_stage(submit: Path | None, info: DistInfo) -> Path | None:
 def predict_scenes(args: argparse.Namespace, cfg: DictConfig, dataset: Any, predictor: Any, split: str,
                    views: list[View], info: DistInfo, conf: Any | None, stage: Path | None) -> Tally:
     """Predict this rank's share of the scenes: score them into ``conf`` (labelled splits), write
-    their label files into ``stage`` and their PLY files into ``--save-ply``."""
+    their label files into ``stage``, their PLY files into ``--save-ply`` and their web pages into
+    ``--save-html``."""
     from tqdm import tqdm
 
     from pcseg.data.classes import table as class_table
     from pcseg.eval.ply_export import export_scene
+    from pcseg.eval.scene_html import write_scene_html
     from pcseg.eval.submission import format_ids
     from pcseg.utils.atomic import atomic_write_text
 
@@ -253,6 +260,10 @@ def predict_scenes(args: argparse.Namespace, cfg: DictConfig, dataset: Any, pred
             faces = raw_faces(args.raw, name, split, pred.size) if args.raw is not None else None
             export_scene(args.save_ply, name, data["coord"], pred, table,
                          data["segment"] if conf is not None else None, faces)
+        if args.save_html is not None:
+            write_scene_html(args.save_html / f"{name}.html", data["coord"], table,
+                             data["segment"] if conf is not None else None, pred, scene=name,
+                             title=f"{name} · {args.ckpt.parent.name}/{args.ckpt.name} · {split}")
     bar.close()
     return Tally(scenes, vertices, passes)
 

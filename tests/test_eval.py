@@ -250,9 +250,9 @@ def val_run(trained, small_release, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("val_run")
     code = test_cli.main(["--ckpt", str(trained), "--split", "val", "--submit", str(tmp / "val.zip"),
                           "--raw", str(raw), "--out", str(tmp / "out"), "--save-ply", str(tmp / "ply"),
-                          "--tta", "rot4", "train.progress=false"])
+                          "--save-html", str(tmp / "html"), "--tta", "rot4", "train.progress=false"])
     assert code == 0
-    return {"zip": tmp / "val.zip", "out": tmp / "out", "ply": tmp / "ply", "tmp": tmp}
+    return {"zip": tmp / "val.zip", "out": tmp / "out", "ply": tmp / "ply", "html": tmp / "html", "tmp": tmp}
 
 
 def test_submission_round_trip_same_miou(val_run, small_release, small_caches, capsys) -> None:
@@ -295,6 +295,22 @@ def test_save_ply_prediction_and_errors(val_run, small_release) -> None:
     palette = {tuple(c) for c in scannet200().colors.tolist()}
     pred_rgb = np.stack([pred_ply["vertex"][c] for c in ("red", "green", "blue")], 1)
     assert {tuple(c) for c in pred_rgb.tolist()} <= palette
+
+
+def test_save_html_pages_show_the_submitted_prediction(val_run, small_release, small_caches) -> None:
+    """--save-html: one page per scene whose prediction is the submitted one, its truth the cache's."""
+    from pcseg.eval.scene_html import NONE, decode_points
+
+    _, splits = small_release
+    assert sorted(p.stem for p in val_run["html"].glob("*.html")) == sorted(splits["val"])
+    name = splits["val"][0]
+    page = decode_points((val_run["html"] / f"{name}.html").read_text())
+    with zipfile.ZipFile(val_run["zip"]) as zf:
+        ids = np.array(zf.read(f"{name}.txt").decode().split(), dtype=np.int64)
+    assert np.array_equal(scannet200().ids[page["pred"]], ids)
+    ds = SceneCacheDataset(small_caches, "val")
+    gt = ds.load_scene(ds.names.index(name))["segment"]
+    assert np.array_equal(page["gt"], np.where(gt < 0, NONE, gt)) and page["meta"]["has_gt"]
 
 
 def test_test_split_submission_without_metrics(trained, small_release, tmp_path, capsys) -> None:

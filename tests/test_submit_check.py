@@ -241,7 +241,8 @@ def test_eval_refuses_a_huge_entry_unread(release, tmp_path, capsys) -> None:
 @pytest.mark.parametrize("extra,words", [
     (["--overlap", "nan"], "--overlap"), (["--overlap", "inf"], "--overlap"), (["--overlap", "-0.5"], "--overlap"),
     (["--raw", "RAW_MISSING"], "--raw"), (["--splits", "FILE"], "--splits"), (["--out", "FILE"], "--out"),
-    (["--save-ply", "FILE"], "--save-ply"), (["--submit", "DIR", "--raw", "DIR"], "--submit")])
+    (["--save-ply", "FILE"], "--save-ply"), (["--save-html", "FILE"], "--save-html"),
+    (["--submit", "DIR", "--raw", "DIR"], "--submit")])
 def test_test_cli_argument_values(extra: list[str], words: str, tmp_path, capsys) -> None:
     (tmp_path / "file.txt").write_text("")
     subs = {"RAW_MISSING": str(tmp_path / "missing"), "FILE": str(tmp_path / "file.txt"), "DIR": str(tmp_path)}
