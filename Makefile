@@ -3,6 +3,7 @@
 #   make test    setup + the test suite
 #   make demo    setup + the synthetic end-to-end pipeline on CPU
 #   make test-slurm  launch/slurm scripts on a real single-node SLURM cluster (installs slurm-wlm; root)
+#   make test-browser  the scene viewer rendered by headless Chromium (installs chromium; root)
 # GPU users pick their builds, e.g.:
 #   make setup TORCH_SPEC="torch==2.4.1 --index-url https://download.pytorch.org/whl/cu121" EXTRAS=cu121,test
 PYTHON ?= python3
@@ -13,7 +14,7 @@ comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup test test-slurm demo clean
+.PHONY: setup test test-slurm test-browser demo clean
 
 setup: $(STAMP)
 
@@ -29,6 +30,9 @@ test: setup
 
 test-slurm: setup
 	bash tests/slurm/run.sh
+
+test-browser: setup
+	PY=$(PY) bash tests/browser/run.sh
 
 demo: setup
 	$(PY) -m pcseg.demo --out runs/demo

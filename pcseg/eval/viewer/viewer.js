@@ -17,7 +17,7 @@
 
   const AVAILABLE = { pred: META.has_pred, gt: META.has_gt || !META.has_pred, error: META.has_pred && META.has_gt };
   const state = { mode: META.has_pred ? "pred" : "gt", hidden: new Set(), size: 2 };
-  const view = { yaw: -2.2, pitch: 0.75, dist: 1, target: [0, 0, 0], fov: 0.8 };
+  const view = { yaw: -2.2, pitch: 1.0, dist: 1, target: [0, 0, 0], fov: 0.8 };
   let gl = null, prog = null, buf = {}, pos = null, gt = null, pred = null, col = null, vis = null;
   let mvp = new Float32Array(16), dirty = true;
 
@@ -53,7 +53,7 @@
   }
 
   function resetView() {
-    view.yaw = -2.2; view.pitch = 0.75; view.target = [0, 0, 0];
+    view.yaw = -2.2; view.pitch = 1.0; view.target = [0, 0, 0];
     view.dist = view.radius / Math.tan(view.fov / 2) * 1.05;
     dirty = true;
   }
@@ -221,10 +221,10 @@
     }
   }
 
-  function refreshLegend() {
+  function refreshLegendRows() {
     for (const row of legendEl.children) row.classList.toggle("off", state.hidden.has(Number(row.dataset.index)));
-    recolor();
   }
+  function refreshLegend() { refreshLegendRows(); recolor(); updateSummary(); }
   function toggle(i) { state.hidden.has(i) ? state.hidden.delete(i) : state.hidden.add(i); refreshLegend(); }
   function isolate(i) {
     state.hidden = new Set(META.classes.map((c) => c.index).filter((j) => j !== i));
@@ -318,7 +318,16 @@
     modeButtons.forEach((b) => { b.disabled = !AVAILABLE[b.dataset.mode]; });
     const m = /(?:^|[#&])size=([0-9.]+)/.exec(location.hash);
     if (m) { state.size = Math.max(1, Math.min(12, Number(m[1]))); sizeEl.value = state.size; }
+    // #hide=ceiling,wall hides classes by name (or index), e.g. to look into a room in a link
+    const h = /(?:^|[#&])hide=([^&]*)/.exec(location.hash);
+    if (h) {
+      for (const name of decodeURIComponent(h[1]).split(",")) {
+        const c = META.classes.find((x) => x.name === name.trim() || String(x.index) === name.trim());
+        if (c) state.hidden.add(c.index);
+      }
+    }
     buildLegend();
+    refreshLegendRows();
     setMode(hashMode() || state.mode, true);
     try {
       unpack(await decode());
