@@ -2,7 +2,8 @@
 its three modes. Prints JSON; exits 1 if a check fails.
 
 Checks: the page finishes drawing (``data-ready`` set, no error shown); each screenshot has the
-scene in it (not blank); the three modes give different images; Chromium's own network log of
+scene in it (not blank); the three modes give different images; hiding a class (``#hide=``)
+changes the image; Chromium's own network log of
 the visit holds no request made by the page (and does hold those of a page that fetches). Also reports the file size and the wall time
 of a browser visit against an empty page's.
 
@@ -134,6 +135,15 @@ def main() -> int:
             result[f"{mode}_scene_pixels"] = round(float(differs.mean()), 4)
             result[f"{mode}_colours"] = colours
             checks[f"{mode}_not_blank"] = bool(differs.mean() > 0.05 and colours >= 2)
+        # Hiding a class through the address (what the legend does on a click) removes its points.
+        largest = json.loads(re.search(r'id="meta">([^<]*)</script>', page.read_text()).group(1))["classes"][0]
+        hide_shot = args.out / "viewer_gt_hide.png"
+        chromium(args.chromium, f"{url}#mode=gt&hide={largest['name']}", work / "profile_hide",
+                 f"--screenshot={hide_shot}")
+        hidden = image(hide_shot)
+        gone = (np.abs(shots["gt"] - hidden).max(-1) > 0.05)[:, PANEL_WIDTH:].mean()
+        result["hide_largest_class"], result["changed_by_hiding"] = largest["name"], round(float(gone), 4)
+        checks["hiding_a_class_removes_points"] = bool(gone > 0.01)
         for a, b in (("pred", "gt"), ("pred", "error"), ("gt", "error")):
             changed = float((np.abs(shots[a] - shots[b]).max(-1) > 0.05).mean())
             result[f"changed_{a}_vs_{b}"] = round(changed, 4)
