@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from pcseg import convert as convert_cli
-from pcseg import test as test_cli
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.load import load_segmentor
 from tests.conftest import REPO

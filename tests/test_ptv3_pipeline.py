@@ -4,7 +4,6 @@ Pointcept checkpoint (the three-command path)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -63,7 +63,7 @@ def test_decoder_without_rotary_encoding() -> None:
 def test_pooled_levels_are_serialized_anew() -> None:
     """Each pooled level's depth and curve orders are Pointcept's (re-serialized, then permuted)."""
     from pcseg.models.ptv3_grid import grid_pool_level
-    from pcseg.models.ptv3_level import Level, permuted
+    from pcseg.models.ptv3_level import Level
     from pcseg.models.serialization import serialize
 
     case = _load("m2_seg")

@@ -5,7 +5,6 @@ real browser is checked by `make test-browser` (tests/browser)."""
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
