@@ -88,6 +88,95 @@ def page_requests(exe: str, url: str, work: Path) -> list[str]:
     return [p.get("url", "?") for p in jobs if "initiator" in p and p["initiator"] != "not an origin"]
 
 
+def interact(exe: str, url: str, work: Path, meta: dict) -> tuple[dict, dict]:
+    """Use the page as a person does, through the DevTools protocol: open it (timed, real clock),
+    click a point, click and double-click legend entries, press a mode key, zoom with the wheel.
+    A step that fails or times out is a failed check (its error is reported), not a crash."""
+    import io as _io
+
+    import matplotlib.image as mpimg
+
+    from cdp import Browser
+
+    checks: dict[str, bool] = {}
+    info: dict = {"errors": {}}
+    names = {c["name"]: c for c in meta["classes"]}
+    palette = {tuple(c["color"]): name for name, c in names.items()}
+    rows = "document.querySelectorAll('#legend .cls')"
+    browser = Browser(exe, f"{url}#mode=pred", work / "profile_cdp", SIZE)
+
+    def shot() -> np.ndarray:
+        return np.asarray(mpimg.imread(_io.BytesIO(browser.screenshot()), format="png"))[..., :3]
+
+    def row_centre(i: int) -> tuple[float, float]:
+        x, y = browser.eval(f"(() => {{ const r = {rows}[{i}].getBoundingClientRect(); "
+                            "return [r.x + 20, r.y + r.height / 2]; })()")
+        return float(x), float(y)
+
+    def opens() -> bool:
+        t0 = time.perf_counter()
+        browser.wait_for("document.body && document.body.dataset.ready === '1'")
+        info["open_seconds"] = round(time.perf_counter() - t0, 3)
+        info["open_status"] = browser.eval("document.getElementById('status').textContent")
+        return info["open_seconds"] <= 2.0
+
+    def click_point() -> bool:
+        # A point whose pixel (and its neighbours) has a class colour: the box must name that class.
+        rgb = (shot() * 255).round().astype(np.int64)
+        hits = [(y, x) for y in range(1, rgb.shape[0] - 1, 7) for x in range(PANEL_WIDTH + 20, rgb.shape[1] - 1, 7)
+                if tuple(rgb[y, x]) in palette and (rgb[y - 1:y + 2, x - 1:x + 2] == rgb[y, x]).all()]
+        # The rarest class on screen: a small object, where picking the wrong point would show.
+        by_class: dict[str, list] = {}
+        for y, x in hits:
+            by_class.setdefault(palette[tuple(rgb[y, x])], []).append((y, x))
+        rare = min(by_class.values(), key=len)
+        y, x = rare[len(rare) // 2]
+        browser.click(float(x), float(y))
+        text = browser.wait_for("getComputedStyle(document.getElementById('pick')).display === 'block' && "
+                                "document.getElementById('pick').textContent", timeout=5)
+        info["clicked_pixel_class"], info["pick_text"] = palette[tuple(rgb[y, x])], text
+        said = dict(part.split(": ", 1) for part in text.split(" · "))
+        return said.get("predicted") == palette[tuple(rgb[y, x])] and said.get("true") in names
+
+    def legend_hides() -> bool:
+        before = shot()
+        browser.click(*row_centre(0))
+        browser.wait_for(f"{rows}[0].classList.contains('off')", timeout=5)
+        summary = browser.eval("document.getElementById('summary').textContent")
+        return bool((np.abs(shot() - before).max(-1) > 0.05).mean() > 0.001 and "1 hidden" in summary)
+
+    def legend_isolates() -> bool:
+        browser.click(*row_centre(1), count=1)
+        browser.click(*row_centre(1), count=2)  # the second press of a double click
+        return bool(browser.wait_for(f"(() => {{ const r = Array.from({rows}); return !r[1].classList.contains('off') "
+                                     "&& r.every((x, i) => i === 1 || x.classList.contains('off')); })()", timeout=5))
+
+    def key_mode() -> bool:
+        browser.key("3")
+        return browser.wait_for("document.title.endsWith('error') && location.hash", timeout=5) == "#mode=error"
+
+    def wheel() -> bool:
+        before = shot()
+        browser.call("Input.dispatchMouseEvent", {"type": "mouseWheel", "x": 600, "y": 300, "deltaX": 0,
+                                                  "deltaY": -400})
+        time.sleep(0.3)
+        return bool((np.abs(shot() - before).max(-1) > 0.05).mean() > 0.01)
+
+    try:
+        for name, step in (("opens_within_2_s", opens), ("click_shows_predicted_and_true_class", click_point),
+                           ("legend_click_hides_a_class", legend_hides),
+                           ("legend_double_click_isolates", legend_isolates),
+                           ("key_3_switches_to_errors", key_mode), ("wheel_zooms", wheel)):
+            try:
+                checks[name] = bool(step())
+            except (TimeoutError, RuntimeError, IndexError, ValueError) as exc:
+                checks[name] = False
+                info["errors"][name] = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        browser.close()
+    return checks, info
+
+
 def image(path: Path) -> np.ndarray:
     import matplotlib.image as mpimg
 
@@ -158,6 +247,11 @@ def main() -> int:
         leak.write_text("<!doctype html><script>fetch('http://127.0.0.1:9/x').catch(() => {});"
                         "new Image().src = 'http://example.invalid/a.png';</script>")
         checks["detector_sees_a_leaking_page"] = len(page_requests(args.chromium, leak.as_uri(), work / "net_leak")) >= 2
+        meta = json.loads(re.search(r'id="meta">([^<]*)</script>', page.read_text()).group(1))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        more, seen = interact(args.chromium, url, work, meta)
+        checks.update(more)
+        result.update(seen)
         # Wall time of a browser visit (start, load, decode, first frame, screenshot) against an empty page.
         blank = work / "blank.html"
         blank.write_text("<!doctype html><title>blank</title>")

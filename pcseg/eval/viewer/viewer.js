@@ -19,7 +19,7 @@
   const state = { mode: META.has_pred ? "pred" : "gt", hidden: new Set(), size: 2 };
   const view = { yaw: -2.2, pitch: 1.0, dist: 1, target: [0, 0, 0], fov: 0.8 };
   let gl = null, prog = null, buf = {}, pos = null, gt = null, pred = null, col = null, vis = null;
-  let mvp = new Float32Array(16), dirty = true;
+  let mvp = new Float32Array(16), dirty = true, pickTarget = null;
 
   function fail(msg) { statusEl.textContent = msg; statusEl.style.color = "#f88"; }
 
@@ -82,14 +82,16 @@
     dirty = true;
   }
 
-  const VS = `attribute vec3 a_pos; attribute vec3 a_col; attribute float a_vis;
-    uniform mat4 u_mvp; uniform float u_size; varying vec3 v_col;
+  // u_pick = 1 draws each point's index + 1 as its colour (24 bits), for picking what is on screen.
+  const VS = `attribute vec3 a_pos; attribute vec3 a_col; attribute float a_vis; attribute float a_id;
+    uniform mat4 u_mvp; uniform float u_size; uniform float u_pick; varying vec3 v_col;
     void main() {
-      v_col = a_col;
+      float id = a_id + 1.0;
+      v_col = u_pick > 0.5 ? vec3(mod(id, 256.0), mod(floor(id / 256.0), 256.0), floor(id / 65536.0)) / 255.0 : a_col;
       if (a_vis < 0.5) { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; return; }
       gl_Position = u_mvp * vec4(a_pos, 1.0); gl_PointSize = u_size;
     }`;
-  const FS = `precision mediump float; varying vec3 v_col;
+  const FS = `precision highp float; varying vec3 v_col;
     void main() { vec2 d = gl_PointCoord - 0.5; if (dot(d, d) > 0.25) discard; gl_FragColor = vec4(v_col, 1.0); }`;
 
   function shader(type, src) {
@@ -108,11 +110,13 @@
     gl.linkProgram(prog);
     if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
     gl.useProgram(prog);
+    const ids = new Float32Array(N);
+    for (let i = 0; i < N; i++) ids[i] = i;
     for (const [name, data, size, type, norm] of [["pos", pos, 3, gl.FLOAT, false],
-      ["col", col, 3, gl.UNSIGNED_BYTE, true], ["vis", vis, 1, gl.UNSIGNED_BYTE, false]]) {
+      ["col", col, 3, gl.UNSIGNED_BYTE, true], ["vis", vis, 1, gl.UNSIGNED_BYTE, false], ["id", ids, 1, gl.FLOAT, false]]) {
       buf[name] = gl.createBuffer();
       gl.bindBuffer(gl.ARRAY_BUFFER, buf[name]);
-      gl.bufferData(gl.ARRAY_BUFFER, data, name === "pos" ? gl.STATIC_DRAW : gl.DYNAMIC_DRAW);
+      gl.bufferData(gl.ARRAY_BUFFER, data, name === "pos" || name === "id" ? gl.STATIC_DRAW : gl.DYNAMIC_DRAW);
       const loc = gl.getAttribLocation(prog, "a_" + name);
       gl.enableVertexAttribArray(loc);
       gl.vertexAttribPointer(loc, size, type, norm, 0, 0);
@@ -161,11 +165,56 @@
     gl.viewport(0, 0, w, h);
     const near = Math.max(view.dist - 3 * view.radius, view.dist * 1e-3), far = view.dist + 3 * view.radius;
     mvp = mul(perspective(view.fov, w / h, near, far), lookAt());
+    drawPoints(false);
+    dirty = false;
+  }
+
+  function drawPoints(picking) {
+    const dpr = window.devicePixelRatio || 1;
+    if (picking) gl.clearColor(0, 0, 0, 1); else gl.clearColor(0.114, 0.125, 0.149, 1);
     gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
     gl.uniformMatrix4fv(gl.getUniformLocation(prog, "u_mvp"), false, mvp);
     gl.uniform1f(gl.getUniformLocation(prog, "u_size"), state.size * dpr);
+    gl.uniform1f(gl.getUniformLocation(prog, "u_pick"), picking ? 1 : 0);
     gl.drawArrays(gl.POINTS, 0, N);
-    dirty = false;
+  }
+
+  // The point drawn under (x, y) CSS pixels, or the nearest one drawn within a few pixels: the scene
+  // is drawn again off screen with index colours, so occlusion and point size are what the eye sees.
+  function pointAt(x, y) {
+    const dpr = window.devicePixelRatio || 1, w = canvas.width, h = canvas.height;
+    if (!pickTarget || pickTarget.w !== w || pickTarget.h !== h) {
+      if (pickTarget) { gl.deleteFramebuffer(pickTarget.fb); gl.deleteTexture(pickTarget.tex); gl.deleteRenderbuffer(pickTarget.depth); }
+      const tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, tex);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, w, h, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      const depth = gl.createRenderbuffer();
+      gl.bindRenderbuffer(gl.RENDERBUFFER, depth);
+      gl.renderbufferStorage(gl.RENDERBUFFER, gl.DEPTH_COMPONENT16, w, h);
+      const fb = gl.createFramebuffer();
+      gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.DEPTH_ATTACHMENT, gl.RENDERBUFFER, depth);
+      pickTarget = { fb, tex, depth, w, h };
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, pickTarget.fb);
+    gl.disable(gl.BLEND);
+    drawPoints(true);
+    const r = Math.ceil(4 * dpr), px = Math.round(x * dpr), py = Math.round(h - y * dpr);
+    const x0 = Math.max(0, px - r), y0 = Math.max(0, py - r);
+    const bw = Math.min(w, px + r + 1) - x0, bh = Math.min(h, py + r + 1) - y0;
+    const block = new Uint8Array(Math.max(bw, 0) * Math.max(bh, 0) * 4);
+    if (bw > 0 && bh > 0) gl.readPixels(x0, y0, bw, bh, gl.RGBA, gl.UNSIGNED_BYTE, block);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    let best = -1, bestD = Infinity;
+    for (let j = 0; j < bh; j++) for (let i = 0; i < bw; i++) {
+      const k = 4 * (j * bw + i), id = block[k] + 256 * block[k + 1] + 65536 * block[k + 2];
+      const d = (x0 + i - px) ** 2 + (y0 + j - py) ** 2;
+      if (id > 0 && id <= N && d < bestD) { best = id - 1; bestD = d; }
+    }
+    dirty = true;  // the visible frame is redrawn from scratch next
+    return best;
   }
 
   function loop() {
@@ -240,21 +289,7 @@
   }
 
   function pick(x, y) {
-    const rect = canvas.getBoundingClientRect();
-    const w = rect.width, h = rect.height, m = mvp;
-    const r = Math.max(6, state.size * 1.5), r2 = r * r;
-    let best = -1, bestZ = Infinity;  // the front-most visible point under the cursor
-    for (let i = 0; i < N; i++) {
-      if (!vis[i]) continue;
-      const px = pos[3 * i], py = pos[3 * i + 1], pz = pos[3 * i + 2];
-      const cw = m[3] * px + m[7] * py + m[11] * pz + m[15];
-      if (cw <= 0) continue;
-      const sx = ((m[0] * px + m[4] * py + m[8] * pz + m[12]) / cw * 0.5 + 0.5) * w;
-      const sy = (0.5 - (m[1] * px + m[5] * py + m[9] * pz + m[13]) / cw * 0.5) * h;
-      if ((sx - x) * (sx - x) + (sy - y) * (sy - y) > r2) continue;
-      const z = (m[2] * px + m[6] * py + m[10] * pz + m[14]) / cw;
-      if (z < bestZ) { best = i; bestZ = z; }
-    }
+    const best = pointAt(x, y);
     if (best < 0) { pickEl.style.display = "none"; return; }
     const lines = [];
     if (META.has_pred) lines.push(`predicted: ${className(pred[best])}`);
