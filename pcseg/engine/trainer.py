@@ -26,9 +26,10 @@ from pcseg.data.pipelines import train_transform_list, val_transform_list
 from pcseg.data.sampler import ResumableSampler
 from pcseg.data.transforms import build_transforms
 from pcseg.engine import distributed as D
-from pcseg.engine.checkpoint import (ENCODER_KIND, load_checkpoint, model_state, rng_state, save_checkpoint,
-                                     set_rng_state, term_states)
+from pcseg.engine.checkpoint import (load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state,
+                                     term_states)
 from pcseg.engine.config import resume_differences, save_config
+from pcseg.engine.init_from import load_initial_weights
 from pcseg.engine.logger import MetricsWriter, get_logger
 from pcseg.engine.objective import build_objective, scene_prior_source
 from pcseg.engine.optim import build_optimizer, build_scheduler
@@ -36,8 +37,6 @@ from pcseg.engine.sync_bn import convert_sync_bn
 from pcseg.eval.metrics import ConfusionMatrix, format_table, summarize
 from pcseg.models.from_config import build_model_from_cfg
 from pcseg.models.objective import TrainingModel
-from pcseg.models.pointcept import ENCODER_PREFIXES
-from pcseg.models.pointcept_layouts import summarize_names
 from pcseg.models.spconv_compat import set_conv_algo
 from pcseg.nc.metrics import pairwise_cosines
 from pcseg.nc.terms import TermContext
@@ -225,54 +224,9 @@ class Trainer:
         return denom
 
     def _init_from(self, path: Path) -> None:
-        """Start from another run's (or a converted) model weights; optimizer and schedule start fresh.
-
-        The point classifier is kept when the checkpoint was trained on the same classes and
-        re-initialised otherwise. An encoder checkpoint (a converted Sonata/Concerto/Utonia
-        encoder) gives the stem and encoder; the decoder and the classifier start fresh. Any
-        other missing, unexpected or differently shaped tensor is an error that names them,
-        since it means a different network.
-        """
-        ckpt = load_checkpoint(path, map_location="cpu")
-        if "model" not in ckpt:
-            raise ValueError(f"train.init_from={path} holds no 'model' weights (a pcseg checkpoint is needed; "
-                             "convert Pointcept checkpoints with python -m pcseg.convert)")
-        source = ckpt["model"]
-        target = self.model.state_dict()
-        encoder = ckpt.get("kind") == ENCODER_KIND
-        # PT-v3m2 and m3 weights have the same names and shapes: the stored network name decides.
-        stored = ckpt.get("config", {}).get("model", {}).get("name") if isinstance(ckpt.get("config"), dict) else None
-        alias = {"minkunet": "spunet"}
-        if stored is not None and alias.get(str(stored).lower(), str(stored).lower()) != alias.get(
-                str(self.cfg.model.name).lower(), str(self.cfg.model.name).lower()):
-            raise ValueError(f"train.init_from={path} holds model.name={stored} weights, this run is "
-                             f"model.name={self.cfg.model.name}: use a config of that network")
-        if encoder:
-            fresh = [k for k in target if not k.startswith(ENCODER_PREFIXES)]
-            same_classes = True
-        else:
-            same_classes = ckpt.get("label_set", self.cfg.data.label_set) == self.cfg.data.label_set and all(
-                k not in source or source[k].shape == v.shape for k, v in target.items() if k.startswith("head."))
-            if not same_classes:
-                source = {k: v for k, v in source.items() if not k.startswith("head.")}
-            fresh = [] if same_classes else [k for k in target if k.startswith("head.")]
-        missing = [k for k in target if k not in source and k not in fresh]
-        unexpected = [k for k in source if k not in target]
-        shapes = [f"{k} {tuple(source[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
-                  if k in source and source[k].shape != v.shape]
-        if missing or unexpected or shapes:
-            raise ValueError(f"train.init_from={path} does not fit model.name={self.cfg.model.name}: "
-                             f"missing {missing[:8]}, unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}; "
-                             "use the model settings it was trained with")
-        self.model.load_state_dict(source, strict=False)
-        if encoder:
-            origin = ckpt.get("converted_from", {}).get("format", "encoder checkpoint")
-            self._notes.append(f"initialised from {path} ({origin}): {len(source)} tensors of the stem and encoder "
-                               f"({summarize_names(list(source), 2)}); fresh: {len(fresh)} tensors "
-                               f"({summarize_names(fresh, 2)})")
-            return
-        self._notes.append(f"initialised from {path}" + ("" if same_classes else
-                           " (classes differ: the point classifier starts fresh)"))
+        """Start from another run's, a converted or a pretrained encoder's weights
+        (:func:`pcseg.engine.init_from.load_initial_weights`); optimizer and schedule start fresh."""
+        self._notes.append(load_initial_weights(self.model, path, self.cfg))
 
     def _previous_run(self, path: Path) -> dict[str, Any] | None:
         """The checkpoint to continue from, if ``path`` exists; an error if it was written with
