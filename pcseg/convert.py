@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pcseg.engine.checkpoint import ENCODER_KIND
@@ -48,12 +47,6 @@ def read_weights(path: Path) -> SourceWeights:
 
     obj = safe_load(path, what="Pointcept checkpoint")  # never unpickles code (no unsafe retry)
     return split_layout(obj, what=str(path))
-
-
-def read_pointcept_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict of a Pointcept checkpoint and its other scalar entries (epoch, best metric)."""
-    weights = read_weights(path)
-    return weights.state, weights.meta
 
 
 def _effective_backbone(cfg: DictConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from pcseg.engine.checkpoint import ENCODER_KIND, load_checkpoint
+from pcseg.models import MODELS
 from pcseg.models.pointcept import ENCODER_PREFIXES
 from pcseg.models.pointcept_layouts import summarize_names
 
@@ -31,11 +32,10 @@ def load_initial_weights(model: nn.Module, path: Path, cfg: DictConfig) -> str:
     source = ckpt["model"]
     target = model.state_dict()
     encoder = ckpt.get("kind") == ENCODER_KIND
-    # PT-v3m2 and m3 weights have the same names and shapes: the stored network name decides.
+    # PT-v3m2 and m3 weights have the same names and shapes: the stored network decides (by the
+    # backbone class its name builds, so minkunet and spunet are one network).
     stored = ckpt.get("config", {}).get("model", {}).get("name") if isinstance(ckpt.get("config"), dict) else None
-    alias = {"minkunet": "spunet"}
-    if stored is not None and alias.get(str(stored).lower(), str(stored).lower()) != alias.get(
-            str(cfg.model.name).lower(), str(cfg.model.name).lower()):
+    if stored is not None and MODELS.get(str(stored).lower()) is not MODELS.get(str(cfg.model.name).lower()):
         raise ValueError(f"train.init_from={path} holds model.name={stored} weights, this run is "
                          f"model.name={cfg.model.name}: use a config of that network")
     if encoder:

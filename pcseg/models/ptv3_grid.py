@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ptv3_level import Level, OrderPerm, permuted
+from .ptv3_level import Level, OrderPerm, cell_max, cells, permuted
 from .serialization import serialize
 
 __all__ = ["GridPooling", "GridUnpooling", "LinearStem", "grid_pool_level"]
@@ -45,11 +45,8 @@ def grid_pool_level(level: Level, stride: int, perm: OrderPerm = None) -> Level:
     # One integer per (scene, cell); the coordinates are >= 0, so the packing is exact.
     dims = grid.max(0).values + 1
     key = ((level.batch * dims[0] + grid[:, 0]) * dims[1] + grid[:, 1]) * dims[2] + grid[:, 2]
-    _, cluster = torch.unique(key, sorted=True, return_inverse=True)
-    m = int(cluster.max()) + 1
-    rows = torch.arange(cluster.numel(), device=cluster.device)
-    head = torch.full((m,), cluster.numel(), dtype=torch.long, device=cluster.device)
-    head = head.scatter_reduce(0, cluster, rows, "amin")
+    cluster, head = cells(key)
+    m = len(head)
     coarse_grid, batch = grid[head], level.batch[head]
     coord = None
     if level.coord is not None:  # mean of the merged points
@@ -79,11 +76,7 @@ class GridPooling(nn.Module):
     ) -> tuple[Level, torch.Tensor]:
         """Pool ``x`` onto the coarser level; ``perm`` reorders its serialization orders."""
         coarse = grid_pool_level(level, self.stride, perm)
-        y = self.proj(x)
-        index = coarse.parent_index.unsqueeze(1).expand_as(y)
-        out = y.new_zeros(len(coarse.batch), y.shape[1])
-        out = out.scatter_reduce(0, index, y, "amax", include_self=False)
-        return coarse, self.act(self.norm(out))
+        return coarse, self.act(self.norm(cell_max(self.proj(x), coarse)))
 
 
 class GridUnpooling(nn.Module):

@@ -19,7 +19,7 @@ from spconv.core import ConvAlgo
 
 from .common import bn1d
 from .ptv3_attention import SerializedAttention
-from .ptv3_level import Level, OrderPerm, pool_level
+from .ptv3_level import Level, OrderPerm, cell_max, pool_level
 from .ptv3_rope import PointRoPE
 
 __all__ = [
@@ -73,11 +73,7 @@ class SerializedPooling(nn.Module):
         # A level too coarse to halve again keeps its cells (Pointcept's rule).
         shift = self.shift if self.shift <= level.ser.depth else 0
         coarse = pool_level(level, shift, perm)
-        y = self.proj(x)
-        index = coarse.parent_index.unsqueeze(1).expand_as(y)
-        out = y.new_zeros(len(coarse.batch), y.shape[1])
-        out = out.scatter_reduce(0, index, y, "amax", include_self=False)
-        return coarse, self.act(self.norm(out))
+        return coarse, self.act(self.norm(cell_max(self.proj(x), coarse)))
 
 
 class SerializedUnpooling(nn.Module):

@@ -17,7 +17,7 @@ import spconv.pytorch as spconv
 from .ptv3_attention import PatchGather, PatchLayout, patch_gather, patch_layout
 from .serialization import Serialized, sort_codes
 
-__all__ = ["Level", "OrderPerm", "permuted", "pool_level"]
+__all__ = ["Level", "OrderPerm", "cell_max", "cells", "permuted", "pool_level"]
 
 class Level:
     """One resolution of the point hierarchy during a forward pass.
@@ -100,15 +100,29 @@ def permuted(ser: Serialized, perm: OrderPerm) -> Serialized:
 
 
 @torch.no_grad()
+def cells(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group rows by an integer cell ``key``: ``(cluster, head)``, each row's cell (cells sorted by
+    key) and each cell's first row, which carries the cell's coordinates and batch index."""
+    _, cluster = torch.unique(key, sorted=True, return_inverse=True)
+    m = int(cluster.max()) + 1 if cluster.numel() else 0
+    rows = torch.arange(cluster.numel(), device=cluster.device)
+    head = torch.full((m,), cluster.numel(), dtype=torch.long, device=cluster.device)
+    return cluster, head.scatter_reduce(0, cluster, rows, "amin")
+
+
+def cell_max(x: torch.Tensor, coarse: Level) -> torch.Tensor:
+    """Per-channel max of ``x`` (rows of the finer level) over each cell of ``coarse``."""
+    index = coarse.parent_index.unsqueeze(1).expand_as(x)
+    out = x.new_zeros(len(coarse.batch), x.shape[1])
+    return out.scatter_reduce(0, index, x, "amax", include_self=False)
+
+
+@torch.no_grad()
 def pool_level(level: Level, shift: int, perm: OrderPerm = None) -> Level:
     """The coarser level: one point per occupied ``2**shift`` cell, codes shifted by ``3*shift``."""
     code = level.ser.code >> (3 * shift)
     # Equal codes in one order mean the same cell; cells come out sorted by that order.
-    _, cluster = torch.unique(code[0], sorted=True, return_inverse=True)
-    m = int(cluster.max()) + 1 if cluster.numel() else 0
-    rows = torch.arange(cluster.numel(), device=cluster.device)
-    head = torch.full((m,), cluster.numel(), dtype=torch.long, device=cluster.device)
-    head = head.scatter_reduce(0, cluster, rows, "amin")
+    cluster, head = cells(code[0])
     code = code[:, head]
     order, inverse = sort_codes(code)
     ser = Serialized(level.ser.depth - shift, code, order, inverse)

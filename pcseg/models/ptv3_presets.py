@@ -94,23 +94,13 @@ PTV3M2_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Utonia (configs/utonia/semseg-utonia-v1m1-1c-scannet200-ft.py and its pretraining config).
-_UTONIA_ENC: dict[str, Any] = {
-    **_SONATA_ENC,
-    "enc_channels": (54, 108, 216, 432, 576),
-    "rope_base": 10.0,
-    "jitter_coords": 1.1,
-    "rescale_coords": 1.2,
-}
-_UTONIA_DEC: dict[str, Any] = {
-    "dec_depths": (2, 2, 2, 2),
-    "dec_channels": (54, 108, 216, 432),
-    "dec_num_head": (3, 6, 12, 24),
-    "dec_patch_size": (1024,) * 4,
-}
+_UTONIA_ROPE: dict[str, Any] = {"rope_base": 10.0, "jitter_coords": 1.1, "rescale_coords": 1.2}
+_UTONIA_ENC: dict[str, Any] = {**_SONATA_ENC, "enc_channels": (54, 108, 216, 432, 576), **_UTONIA_ROPE}
+_UTONIA_DEC: dict[str, Any] = {**_FT_DEC, "dec_channels": (54, 108, 216, 432), "dec_num_head": (3, 6, 12, 24)}
 
 PTV3M3_PRESETS: dict[str, dict[str, Any]] = {
     "utonia": {**_UTONIA_ENC, **_UTONIA_DEC},
     "utonia_lin": {**_UTONIA_ENC, "enc_mode": True},
-    "tiny": {**_TINY, "rope_base": 10.0, "jitter_coords": 1.1, "rescale_coords": 1.2},
-    "tiny_lin": {**_TINY, "rope_base": 10.0, "jitter_coords": 1.1, "rescale_coords": 1.2, "enc_mode": True},
+    "tiny": {**_TINY, **_UTONIA_ROPE},
+    "tiny_lin": {**_TINY, **_UTONIA_ROPE, "enc_mode": True},
 }
